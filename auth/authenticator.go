@@ -1,0 +1,249 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// DefaultAlgorithms are the asymmetric JWS algorithms accepted by default.
+// Symmetric (HS*) algorithms are never accepted against a JWKS: a public key
+// used as an HMAC secret would let anyone who knows it mint tokens.
+var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// maxUserIDBytes bounds the user id. Azure's client tokens must stay under
+// 4096 characters in all, and an id this long is certainly a mistake.
+const maxUserIDBytes = 1024
+
+// Config configures an Authenticator.
+type Config struct {
+	// Issuer is the required value of the iss claim, compared exactly.
+	Issuer string
+	// Audiences lists accepted aud values; a token must carry at least one.
+	Audiences []string
+	// Algorithms lists accepted alg values. Default DefaultAlgorithms.
+	// "none" and HS* are refused.
+	Algorithms []string
+	// Leeway is the clock skew allowed on exp, nbf and iat.
+	Leeway time.Duration
+	// UserClaim names the claim that holds the user id. A claim of exactly
+	// that name is used if present (URI claim names contain dots), otherwise
+	// the name is read as a dotted path into nested objects. Default "sub".
+	UserClaim string
+	// Keys finds the verification key for a token.
+	Keys jwt.Keyfunc
+	// Loaded reports whether any key is loaded yet; nil means always.
+	Loaded func() bool
+	// Now returns the current time; default time.Now.
+	Now func() time.Time
+}
+
+// Identity is a verified caller.
+type Identity struct {
+	// UserID is the value of the configured user claim.
+	UserID string
+	// Name is a human-readable name for the caller, for the
+	// X-MS-CLIENT-PRINCIPAL-NAME header: preferred_username, email, name or
+	// upn, whichever comes first, else the user id.
+	Name string
+	// Issuer is the token's iss claim.
+	Issuer string
+	// Claims are all of the token's claims, numbers kept as json.Number.
+	Claims map[string]any
+}
+
+// Reason says why a token was refused, in words safe to show the caller and
+// to use as a metric label.
+type Reason string
+
+// The reasons a request can be refused.
+const (
+	ReasonMissing     Reason = "missing"       // no bearer token
+	ReasonMalformed   Reason = "malformed"     // not a well-formed JWT
+	ReasonAlgorithm   Reason = "algorithm"     // alg not accepted
+	ReasonUnknownKey  Reason = "unknown_key"   // no key with that kid
+	ReasonSignature   Reason = "signature"     // signature does not verify
+	ReasonExpired     Reason = "expired"       // exp passed
+	ReasonNotYetValid Reason = "not_yet_valid" // nbf or iat in the future
+	ReasonIssuer      Reason = "issuer"        // iss is not the configured issuer
+	ReasonAudience    Reason = "audience"      // no accepted aud
+	ReasonUserClaim   Reason = "user_claim"    // user claim missing, empty or unusable
+	ReasonNoKeys      Reason = "no_keys"       // no verification key loaded yet
+)
+
+// Error is a refused token. Its message carries the detail for logs; Reason
+// is what the caller may learn.
+type Error struct {
+	Reason Reason
+	Err    error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("token refused (%s): %v", e.Reason, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Authenticator verifies bearer tokens.
+type Authenticator struct {
+	cfg    Config
+	parser *jwt.Parser
+}
+
+// New checks cfg and returns an Authenticator.
+func New(cfg Config) (*Authenticator, error) {
+	var problems []error
+	if cfg.Issuer == "" {
+		problems = append(problems, errors.New("an issuer is required (--issuer)"))
+	}
+	if len(cfg.Audiences) == 0 || slices.Contains(cfg.Audiences, "") {
+		problems = append(problems, errors.New("at least one non-empty audience is required (--audience)"))
+	}
+	if len(cfg.Algorithms) == 0 {
+		cfg.Algorithms = DefaultAlgorithms
+	}
+	for _, a := range cfg.Algorithms {
+		if !slices.Contains(DefaultAlgorithms, a) {
+			problems = append(problems, fmt.Errorf("algorithm %q is not accepted; choose from %s", a, strings.Join(DefaultAlgorithms, ",")))
+		}
+	}
+	if cfg.Leeway < 0 {
+		problems = append(problems, errors.New("leeway must not be negative"))
+	}
+	if cfg.UserClaim == "" {
+		cfg.UserClaim = "sub"
+	}
+	if cfg.Keys == nil {
+		problems = append(problems, errors.New("a key source is required"))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(cfg.Algorithms),
+		jwt.WithIssuer(cfg.Issuer),
+		jwt.WithAudience(cfg.Audiences...),
+		jwt.WithLeeway(cfg.Leeway),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithTimeFunc(cfg.Now),
+		jwt.WithJSONNumber(),
+	}
+	return &Authenticator{cfg: cfg, parser: jwt.NewParser(opts...)}, nil
+}
+
+// Authenticate verifies the bearer token in the Authorization header values
+// and returns the caller's identity. Every failure is an *Error.
+func (a *Authenticator) Authenticate(authorization []string) (Identity, error) {
+	raw, ok := ParseBearer(authorization)
+	if !ok {
+		if len(authorization) == 0 {
+			return Identity{}, &Error{Reason: ReasonMissing, Err: errors.New("no Authorization header")}
+		}
+		return Identity{}, &Error{Reason: ReasonMalformed, Err: errors.New("the Authorization header is not a single Bearer token")}
+	}
+	if a.cfg.Loaded != nil && !a.cfg.Loaded() {
+		return Identity{}, &Error{Reason: ReasonNoKeys, Err: errors.New("no verification key is loaded yet")}
+	}
+	claims := jwt.MapClaims{}
+	if _, err := a.parser.ParseWithClaims(raw, claims, a.cfg.Keys); err != nil {
+		return Identity{}, &Error{Reason: reasonOf(err), Err: err}
+	}
+	uid, err := userID(claims, a.cfg.UserClaim)
+	if err != nil {
+		return Identity{}, &Error{Reason: ReasonUserClaim, Err: err}
+	}
+	iss, _ := claims["iss"].(string)
+	return Identity{UserID: uid, Name: displayName(claims, uid), Issuer: iss, Claims: claims}, nil
+}
+
+// reasonOf maps golang-jwt's errors to a Reason. Order matters: a token can
+// carry several problems, and the signature outranks the claims because a
+// token whose signature fails says nothing trustworthy about its claims.
+func reasonOf(err error) Reason {
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return ReasonMalformed
+	case errors.Is(err, jwkset.ErrKeyNotFound):
+		return ReasonUnknownKey
+	case strings.Contains(err.Error(), "signing method"):
+		// golang-jwt reports an alg outside WithValidMethods, and an alg it
+		// does not know, only in words.
+		return ReasonAlgorithm
+	case errors.Is(err, jwt.ErrTokenUnverifiable), errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return ReasonSignature
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return ReasonExpired
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return ReasonNotYetValid
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return ReasonIssuer
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return ReasonAudience
+	}
+	return ReasonMalformed
+}
+
+// userID reads the user claim: first as a top-level claim of exactly that
+// name, then as a dotted path into nested objects.
+func userID(claims map[string]any, name string) (string, error) {
+	v, ok := claims[name]
+	if !ok && strings.Contains(name, ".") {
+		v, ok = lookupPath(claims, strings.Split(name, "."))
+	}
+	if !ok {
+		return "", fmt.Errorf("the token has no %q claim", name)
+	}
+	s, isString := v.(string)
+	switch {
+	case !isString:
+		return "", fmt.Errorf("claim %q is not a string", name)
+	case s == "":
+		return "", fmt.Errorf("claim %q is empty", name)
+	case len(s) > maxUserIDBytes:
+		return "", fmt.Errorf("claim %q is longer than %d bytes", name, maxUserIDBytes)
+	case !headerSafe(s):
+		return "", fmt.Errorf("claim %q contains control characters", name)
+	}
+	return s, nil
+}
+
+func lookupPath(claims map[string]any, path []string) (any, bool) {
+	var cur any = claims
+	for _, p := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[p]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+func displayName(claims map[string]any, fallback string) string {
+	for _, c := range []string{"preferred_username", "email", "name", "upn"} {
+		if s, ok := claims[c].(string); ok && s != "" && len(s) <= maxUserIDBytes && headerSafe(s) {
+			return s
+		}
+	}
+	return fallback
+}
+
+// headerSafe reports whether s can travel in an HTTP header value: no control
+// characters other than tab. The user id is sent upstream in headers, and a
+// value that cannot be sent must be refused here rather than fail later.
+func headerSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}

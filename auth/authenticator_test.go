@@ -1,0 +1,196 @@
+package auth
+
+import (
+	"crypto/hmac"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+func newStaticAuthenticator(t *testing.T, mutate func(*Config), keys ...signingKey) *Authenticator {
+	t.Helper()
+	ks, err := NewKeySet(KeySetConfig{Static: jwksJSON(keys...), Client: http.DefaultClient})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Issuer: testIssuer, Audiences: []string{testAudience, "api://other"}, Leeway: 30 * time.Second, Keys: ks.Keyfunc, Loaded: ks.Loaded}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestAuthenticate(t *testing.T) {
+	rsaKey := newRSAKey(t, "rsa-1")
+	ecKey := newECKey(t, "ec-1")
+	stranger := newRSAKey(t, "rsa-1") // same kid, different key
+	unknown := newRSAKey(t, "rsa-unknown")
+	now := time.Now()
+
+	// The classic confusion attack: an HS256 token whose HMAC key is the
+	// identity provider's public key, which anyone can download.
+	pubDER, err := x509.MarshalPKIXPublicKey(rsaKey.signer.Public().(*rsa.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
+	hsWithPublicKey, _ := (&signingKey{kid: "rsa-1", alg: jwt.SigningMethodHS256}).mintHMAC(t, pubPEM)
+
+	good := rsaKey.mint(t, nil)
+	parts := strings.Split(good, ".")
+	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"`+testIssuer+`","aud":"`+testAudience+`","sub":"mallory","exp":9999999999}`)) + "." + parts[2]
+
+	unsigned := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT","kid":"rsa-1"}`)) + "." + parts[1] + "."
+
+	tests := []struct {
+		name       string
+		header     []string
+		userClaim  string
+		wantUser   string
+		wantReason Reason
+	}{
+		{name: "RS256 token", header: []string{"Bearer " + good}, wantUser: "alice"},
+		{name: "ES256 token", header: []string{"Bearer " + ecKey.mint(t, jwt.MapClaims{"sub": "bob"})}, wantUser: "bob"},
+		{name: "scheme in any case", header: []string{"bearer " + good}, wantUser: "alice"},
+		{name: "second accepted audience", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"aud": []string{"x", "api://other"}})}, wantUser: "alice"},
+		{name: "expired within leeway", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"exp": now.Add(-10 * time.Second).Unix()})}, wantUser: "alice"},
+		{name: "URI claim name with dots", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"http://schemas.example.com/claims/oid": "u-7"})}, userClaim: "http://schemas.example.com/claims/oid", wantUser: "u-7"},
+		{name: "dotted path", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"ext": map[string]any{"user": map[string]any{"id": "u-9"}}})}, userClaim: "ext.user.id", wantUser: "u-9"},
+
+		{name: "no header", header: nil, wantReason: ReasonMissing},
+		{name: "empty bearer", header: []string{"Bearer "}, wantReason: ReasonMalformed},
+		{name: "basic scheme", header: []string{"Basic YWxpY2U6cHc="}, wantReason: ReasonMalformed},
+		{name: "two Authorization headers", header: []string{"Bearer " + good, "Bearer " + good}, wantReason: ReasonMalformed},
+		{name: "not a JWT", header: []string{"Bearer abc.def"}, wantReason: ReasonMalformed},
+		{name: "garbage segments", header: []string{"Bearer a.b.c"}, wantReason: ReasonMalformed},
+		{name: "expired", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"exp": now.Add(-time.Minute).Unix()})}, wantReason: ReasonExpired},
+		{name: "no exp", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"exp": nil})}, wantReason: ReasonMalformed},
+		{name: "not yet valid", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"nbf": now.Add(time.Hour).Unix()})}, wantReason: ReasonNotYetValid},
+		{name: "issued in the future", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"iat": now.Add(time.Hour).Unix()})}, wantReason: ReasonNotYetValid},
+		{name: "wrong issuer", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"iss": "https://evil.test/"})}, wantReason: ReasonIssuer},
+		{name: "issuer differing by a slash", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"iss": strings.TrimSuffix(testIssuer, "/")})}, wantReason: ReasonIssuer},
+		{name: "wrong audience", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"aud": "api://someone-else"})}, wantReason: ReasonAudience},
+		{name: "alg none", header: []string{"Bearer " + unsigned}, wantReason: ReasonAlgorithm},
+		{name: "HS256 signed with the RSA public key", header: []string{"Bearer " + hsWithPublicKey}, wantReason: ReasonAlgorithm},
+		{name: "unknown kid", header: []string{"Bearer " + unknown.mint(t, nil)}, wantReason: ReasonUnknownKey},
+		{name: "known kid, other key", header: []string{"Bearer " + stranger.mint(t, nil)}, wantReason: ReasonSignature},
+		{name: "tampered payload", header: []string{"Bearer " + tampered}, wantReason: ReasonSignature},
+		{name: "user claim missing", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"sub": nil})}, wantReason: ReasonUserClaim},
+		{name: "user claim empty", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"sub": ""})}, wantReason: ReasonUserClaim},
+		{name: "user claim not a string", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"oid": 42})}, userClaim: "oid", wantReason: ReasonUserClaim},
+		{name: "user claim with a newline", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"sub": "alice\r\nX-Evil: 1"})}, wantReason: ReasonUserClaim},
+		{name: "oversized token", header: []string{"Bearer " + strings.Repeat("a", MaxTokenBytes+1)}, wantReason: ReasonMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := newStaticAuthenticator(t, func(c *Config) {
+				if tt.userClaim != "" {
+					c.UserClaim = tt.userClaim
+				}
+			}, rsaKey, ecKey)
+			id, err := a.Authenticate(tt.header)
+			if tt.wantReason == "" {
+				if err != nil {
+					t.Fatalf("Authenticate: %v", err)
+				}
+				if id.UserID != tt.wantUser || id.Issuer != testIssuer {
+					t.Errorf("identity = %+v, want user %q issuer %q", id, tt.wantUser, testIssuer)
+				}
+				return
+			}
+			var ae *Error
+			if !errors.As(err, &ae) {
+				t.Fatalf("Authenticate = %+v, %v; want refusal %s", id, err, tt.wantReason)
+			}
+			if ae.Reason != tt.wantReason {
+				t.Errorf("reason = %s (%v), want %s", ae.Reason, err, tt.wantReason)
+			}
+			for _, h := range tt.header {
+				if tok := strings.TrimPrefix(strings.TrimPrefix(h, "Bearer "), "bearer "); len(tok) > 20 && strings.Contains(err.Error(), tok) {
+					t.Errorf("the error contains the token")
+				}
+			}
+		})
+	}
+}
+
+func (k *signingKey) mintHMAC(t *testing.T, secret []byte) (string, error) {
+	t.Helper()
+	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT","kid":"` + k.kid + `"}`))
+	claims := base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"` + testIssuer + `","aud":"` + testAudience + `","sub":"mallory","exp":9999999999}`))
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(header + "." + claims))
+	return header + "." + claims + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil)), nil
+}
+
+func TestAuthenticateDisplayName(t *testing.T) {
+	k := newECKey(t, "ec")
+	a := newStaticAuthenticator(t, nil, k)
+	for _, tt := range []struct {
+		claims jwt.MapClaims
+		want   string
+	}{
+		{jwt.MapClaims{"preferred_username": "alice@contoso.com", "email": "a@x"}, "alice@contoso.com"},
+		{jwt.MapClaims{"email": "a@x", "name": "Alice"}, "a@x"},
+		{jwt.MapClaims{"name": "Alice"}, "Alice"},
+		{jwt.MapClaims{}, "alice"},
+	} {
+		id, err := a.Authenticate([]string{"Bearer " + k.mint(t, tt.claims)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id.Name != tt.want {
+			t.Errorf("claims %v: name = %q, want %q", tt.claims, id.Name, tt.want)
+		}
+	}
+}
+
+func TestNewRejectsUnsafeConfig(t *testing.T) {
+	keys := func(*jwt.Token) (any, error) { return nil, errors.New("unused") }
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no issuer", Config{Audiences: []string{"a"}, Keys: keys}, "an issuer is required"},
+		{"no audience", Config{Issuer: "i", Keys: keys}, "at least one non-empty audience"},
+		{"empty audience", Config{Issuer: "i", Audiences: []string{""}, Keys: keys}, "at least one non-empty audience"},
+		{"alg none", Config{Issuer: "i", Audiences: []string{"a"}, Algorithms: []string{"none"}, Keys: keys}, `algorithm "none" is not accepted`},
+		{"HS256 against a JWKS", Config{Issuer: "i", Audiences: []string{"a"}, Algorithms: []string{"RS256", "HS256"}, Keys: keys}, `algorithm "HS256" is not accepted`},
+		{"no keys", Config{Issuer: "i", Audiences: []string{"a"}}, "a key source is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestAlgorithmsRestrictAcceptedTokens(t *testing.T) {
+	ec, rs := newECKey(t, "ec"), newRSAKey(t, "rs")
+	a := newStaticAuthenticator(t, func(c *Config) { c.Algorithms = []string{"ES256"} }, ec, rs)
+	if _, err := a.Authenticate([]string{"Bearer " + ec.mint(t, nil)}); err != nil {
+		t.Fatalf("ES256: %v", err)
+	}
+	_, err := a.Authenticate([]string{"Bearer " + rs.mint(t, nil)})
+	var ae *Error
+	if !errors.As(err, &ae) || ae.Reason != ReasonAlgorithm {
+		t.Fatalf("RS256 with only ES256 allowed: %v, want reason %s", err, ReasonAlgorithm)
+	}
+}

@@ -1,0 +1,424 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+)
+
+// maxJWKSBytes bounds a JWKS or discovery document read from the network. Real
+// key sets are a few kilobytes; the bound keeps a broken or hostile endpoint
+// from filling memory.
+const maxJWKSBytes = 1 << 20
+
+// KeySetConfig configures a KeySet. Only one of the sources is needed; a static
+// set and remote URLs may be combined.
+type KeySetConfig struct {
+	// Issuer is the identity provider's issuer URL. When JWKSURLs is empty,
+	// the JWKS location is found by OpenID Connect discovery at
+	// Issuer + "/.well-known/openid-configuration".
+	Issuer string
+
+	// JWKSURLs are fetched and merged. A URL that fails keeps the keys it
+	// last served, so that an outage at the identity provider does not lock
+	// out callers whose tokens were issued with keys we already know.
+	JWKSURLs []string
+
+	// Static is a JWKS document (JSON) whose keys are always trusted, for
+	// offline deployments and tests. It is parsed when the KeySet is created.
+	Static []byte
+
+	// Client fetches discovery documents and key sets. It must have a
+	// timeout; NewKeySet refuses nil.
+	Client *http.Client
+
+	// RefreshInterval is how often remote keys are fetched once loaded.
+	// Default 15 minutes; each wait is jittered by up to a tenth so that many
+	// replicas do not call the identity provider in step.
+	RefreshInterval time.Duration
+
+	// UnknownKIDInterval is the least time between two refreshes triggered by
+	// a token whose kid is not in the set (a key rotation). Default 5 seconds.
+	UnknownKIDInterval time.Duration
+
+	// UnknownKIDWait bounds how long a request waits for such a refresh.
+	// Default 1 second. The refresh itself goes on in the background on the
+	// context given to Run, so a slow identity provider delays at most the
+	// request that noticed the new key, and only by this much.
+	UnknownKIDWait time.Duration
+
+	// Logger receives refresh failures. The URLs are logged; key material never is.
+	Logger *zap.Logger
+
+	// OnRefresh, if set, is called after each remote refresh attempt with its
+	// outcome, for metrics.
+	OnRefresh func(err error)
+
+	// Now returns the current time; default time.Now.
+	Now func() time.Time
+}
+
+// KeySet holds the identity provider's verification keys and keeps them
+// fresh. Its Keyfunc is what golang-jwt calls to find the key for a token.
+type KeySet struct {
+	cfg     KeySetConfig
+	log     *zap.Logger
+	store   *keyStore
+	keyfunc keyfunc.Keyfunc
+	static  []jwkset.JWK
+
+	mu         sync.Mutex
+	ctx        context.Context // from Run; refreshes started by requests use it
+	inflight   chan struct{}   // closed when the running refresh ends
+	lastUnkKID time.Time
+	jwksURLs   []string                // resolved, after discovery
+	remote     map[string][]jwkset.JWK // last good keys of each URL
+}
+
+// NewKeySet checks the configuration and loads the static keys. Remote keys
+// are loaded by Run.
+func NewKeySet(cfg KeySetConfig) (*KeySet, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("key set: an HTTP client is required")
+	}
+	if cfg.Issuer == "" && len(cfg.JWKSURLs) == 0 && len(cfg.Static) == 0 {
+		return nil, errors.New("key set: give an issuer for discovery, a JWKS URL or a JWKS file")
+	}
+	for _, u := range cfg.JWKSURLs {
+		if err := checkHTTPURL(u); err != nil {
+			return nil, fmt.Errorf("key set: JWKS URL %q: %w", u, err)
+		}
+	}
+	if cfg.RefreshInterval <= 0 {
+		cfg.RefreshInterval = 15 * time.Minute
+	}
+	if cfg.UnknownKIDInterval <= 0 {
+		cfg.UnknownKIDInterval = 5 * time.Second
+	}
+	if cfg.UnknownKIDWait <= 0 {
+		cfg.UnknownKIDWait = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	k := &KeySet{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		jwksURLs: cfg.JWKSURLs,
+		remote:   make(map[string][]jwkset.JWK),
+	}
+	if len(cfg.Static) > 0 {
+		keys, err := parseJWKS(cfg.Static)
+		if err != nil {
+			return nil, fmt.Errorf("key set: static JWKS: %w", err)
+		}
+		k.static = keys
+	}
+	k.store = &keyStore{MemoryJWKSet: jwkset.NewMemoryStorage(), set: k}
+	if err := k.publish(); err != nil {
+		return nil, err
+	}
+	kf, err := keyfunc.New(keyfunc.Options{Storage: k.store})
+	if err != nil {
+		return nil, fmt.Errorf("key set: %w", err)
+	}
+	k.keyfunc = kf
+	return k, nil
+}
+
+// Keyfunc returns the verification key for a token, as jwt.Keyfunc.
+func (k *KeySet) Keyfunc(t *jwt.Token) (any, error) {
+	return k.keyfunc.Keyfunc(t)
+}
+
+// Loaded reports whether at least one verification key is available.
+func (k *KeySet) Loaded() bool {
+	keys, err := k.store.MemoryJWKSet.KeyReadAll(context.Background())
+	return err == nil && len(keys) > 0
+}
+
+// Run fetches the remote keys and keeps them fresh until ctx ends. While no
+// key is loaded it retries quickly (from 1 s, doubling up to 30 s), so that a
+// sidecar started before its identity provider becomes ready soon after.
+func (k *KeySet) Run(ctx context.Context) {
+	k.mu.Lock()
+	k.ctx = ctx
+	k.mu.Unlock()
+	if len(k.cfg.JWKSURLs) == 0 && k.cfg.Issuer == "" {
+		return // static keys only
+	}
+	backoff := time.Second
+	for {
+		<-k.refreshNow()
+		wait := k.cfg.RefreshInterval
+		if !k.remoteLoaded() {
+			wait = backoff
+			backoff = min(2*backoff, 30*time.Second)
+		} else {
+			backoff = time.Second
+			wait -= time.Duration(rand.Int64N(int64(wait/10) + 1))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (k *KeySet) remoteLoaded() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, keys := range k.remote {
+		if len(keys) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// refreshNow starts a refresh unless one is running, and returns a channel
+// closed when it ends. Concurrent callers share one refresh.
+func (k *KeySet) refreshNow() <-chan struct{} {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.inflight != nil {
+		return k.inflight
+	}
+	ch := make(chan struct{})
+	k.inflight = ch
+	ctx := k.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	go func() {
+		defer func() {
+			k.mu.Lock()
+			k.inflight = nil
+			k.mu.Unlock()
+			close(ch)
+		}()
+		err := k.refresh(ctx)
+		if k.cfg.OnRefresh != nil {
+			k.cfg.OnRefresh(err)
+		}
+		if err != nil && ctx.Err() == nil {
+			k.log.Warn("refreshing identity provider keys failed; keeping the last good keys", zap.Error(err))
+		}
+	}()
+	return ch
+}
+
+// refresh fetches every remote source once. Each source that answers with a
+// usable key set replaces its own keys; one that fails keeps its last good
+// keys. The error joins the failures.
+func (k *KeySet) refresh(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	k.mu.Lock()
+	urls := k.jwksURLs
+	k.mu.Unlock()
+	if len(urls) == 0 {
+		u, err := k.discover(ctx)
+		if err != nil {
+			return err
+		}
+		urls = []string{u}
+		k.mu.Lock()
+		k.jwksURLs = urls
+		k.mu.Unlock()
+	}
+	var errs []error
+	for _, u := range urls {
+		keys, err := k.fetchJWKS(ctx, u)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		k.mu.Lock()
+		k.remote[u] = keys
+		k.mu.Unlock()
+	}
+	if err := k.publish(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// publish replaces the keys that tokens are checked against with the static
+// keys plus each remote source's last good keys.
+func (k *KeySet) publish() error {
+	k.mu.Lock()
+	all := append([]jwkset.JWK(nil), k.static...)
+	for _, keys := range k.remote {
+		all = append(all, keys...)
+	}
+	k.mu.Unlock()
+	if err := k.store.MemoryJWKSet.KeyReplaceAll(context.Background(), all); err != nil {
+		return fmt.Errorf("key set: storing keys: %w", err)
+	}
+	return nil
+}
+
+// discover finds the JWKS URL in the issuer's OpenID Connect discovery
+// document, and checks that the document names the same issuer, as OpenID
+// Connect Discovery 1.0 section 4.3 requires, so that a misconfigured issuer
+// URL is caught here rather than as a stream of rejected tokens.
+func (k *KeySet) discover(ctx context.Context) (string, error) {
+	u := strings.TrimSuffix(k.cfg.Issuer, "/") + "/.well-known/openid-configuration"
+	body, err := k.get(ctx, u)
+	if err != nil {
+		return "", fmt.Errorf("discovery %s: %w", u, err)
+	}
+	var doc struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return "", fmt.Errorf("discovery %s: not a JSON document: %w", u, err)
+	}
+	if doc.Issuer != k.cfg.Issuer {
+		return "", fmt.Errorf("discovery %s: the document names issuer %q, not %q; set --issuer to exactly the iss value of your tokens", u, doc.Issuer, k.cfg.Issuer)
+	}
+	if err := checkHTTPURL(doc.JWKSURI); err != nil {
+		return "", fmt.Errorf("discovery %s: jwks_uri %q: %w", u, doc.JWKSURI, err)
+	}
+	return doc.JWKSURI, nil
+}
+
+func (k *KeySet) fetchJWKS(ctx context.Context, u string) ([]jwkset.JWK, error) {
+	body, err := k.get(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("fetching JWKS %s: %w", u, err)
+	}
+	keys, err := parseJWKS(body)
+	if err != nil {
+		return nil, fmt.Errorf("fetching JWKS %s: %w", u, err)
+	}
+	return keys, nil
+}
+
+func (k *KeySet) get(ctx context.Context, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := k.cfg.Client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > maxJWKSBytes {
+		return nil, fmt.Errorf("document larger than %d bytes", maxJWKSBytes)
+	}
+	return body, nil
+}
+
+// parseJWKS reads the public signature keys of a JWKS document. Keys for
+// encryption and key types the JWT library cannot use are skipped; a set with
+// no usable key is an error, so that an empty answer from a struggling
+// identity provider never replaces good keys.
+func parseJWKS(doc []byte) ([]jwkset.JWK, error) {
+	var set jwkset.JWKSMarshal
+	if err := json.Unmarshal(doc, &set); err != nil {
+		return nil, fmt.Errorf("not a JWKS document: %w", err)
+	}
+	var keys []jwkset.JWK
+	var skipped []error
+	for i, m := range set.Keys {
+		if m.USE == jwkset.UseEnc {
+			continue
+		}
+		// Only public parts are read: a JWKS must never carry private keys,
+		// and we have no use for them.
+		jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
+		if err != nil {
+			skipped = append(skipped, fmt.Errorf("key %d (kid %q): %w", i, m.KID, err))
+			continue
+		}
+		keys = append(keys, jwk)
+	}
+	if len(keys) == 0 {
+		if len(skipped) > 0 {
+			return nil, fmt.Errorf("no usable signature key: %w", errors.Join(skipped...))
+		}
+		return nil, errors.New("no usable signature key")
+	}
+	return keys, nil
+}
+
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return errors.New("must be an absolute http or https URL")
+	}
+	return nil
+}
+
+// keyStore is the jwkset.Storage that keyfunc reads. It refreshes the set when
+// a token names a kid it does not hold, which is how a key rotation at the
+// identity provider reaches us before the next scheduled refresh.
+type keyStore struct {
+	*jwkset.MemoryJWKSet
+	set *KeySet
+}
+
+// KeyRead looks a key up by kid, refreshing the set at most once per
+// UnknownKIDInterval when it is missing and waiting at most UnknownKIDWait.
+func (s *keyStore) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) {
+	jwk, err := s.MemoryJWKSet.KeyRead(ctx, kid)
+	if !errors.Is(err, jwkset.ErrKeyNotFound) {
+		return jwk, err
+	}
+	k := s.set
+	if len(k.cfg.JWKSURLs) == 0 && k.cfg.Issuer == "" {
+		return jwk, err
+	}
+	k.mu.Lock()
+	now := k.cfg.Now()
+	allowed := k.inflight != nil || now.Sub(k.lastUnkKID) >= k.cfg.UnknownKIDInterval
+	if allowed && k.inflight == nil {
+		k.lastUnkKID = now
+	}
+	k.mu.Unlock()
+	if !allowed {
+		return jwk, err
+	}
+	t := time.NewTimer(k.cfg.UnknownKIDWait)
+	defer t.Stop()
+	select {
+	case <-k.refreshNow():
+	case <-t.C:
+		return jwk, err
+	}
+	return s.MemoryJWKSet.KeyRead(ctx, kid)
+}
