@@ -1,0 +1,315 @@
+package rewrite
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// MaxTokenLength is the longest access token Azure SignalR Service accepts;
+// longer ones are refused by the service with 413, so we refuse to produce them.
+const MaxTokenLength = 4096
+
+// Format describes one kind of negotiate response and the token inside it.
+type Format struct {
+	// Name identifies the format in logs and errors.
+	Name string
+	// UserClaim is the claim the service reads as the user id.
+	UserClaim string
+	// TokenFields are the accepted names of the body member holding the
+	// token, most usual first. A body with more than one of them is refused
+	// rather than guessed at.
+	TokenFields []string
+	// URLField, if set, names a body member whose URL carries the same token
+	// in its access_token query parameter; it is rewritten to match.
+	URLField string
+}
+
+// SignalR is the Azure SignalR Service format: {"url", "accessToken"}, the
+// user id in asrs.s.uid. The PascalCase spelling comes from the .NET isolated
+// worker.
+var SignalR = Format{
+	Name:        "signalr",
+	UserClaim:   "asrs.s.uid",
+	TokenFields: []string{"accessToken", "AccessToken"},
+}
+
+// WebPubSub is the Azure Web PubSub format: {"baseUrl", "url", "accessToken"},
+// the user id in sub, and the token repeated in url.
+var WebPubSub = Format{
+	Name:        "webpubsub",
+	UserClaim:   "sub",
+	TokenFields: []string{"accessToken"},
+	URLField:    "url",
+}
+
+// Key is an access key and the endpoint hosts whose tokens it signs.
+type Key struct {
+	// Hosts are the host[:port] values, lowercase, that a token's aud may
+	// name for this key's endpoint.
+	Hosts []string
+	// Secret is the HMAC key: the UTF-8 bytes of the AccessKey string, not
+	// its base64 decoding, as the Azure SDKs use it.
+	Secret []byte
+}
+
+// Reason classifies a failed rewrite for logs and metrics.
+type Reason string
+
+// The reasons a rewrite can fail.
+const (
+	ReasonNotJSON         Reason = "not_json"         // the body is not a JSON object
+	ReasonNoToken         Reason = "no_token"         // no token field, or more than one
+	ReasonMalformedToken  Reason = "malformed_token"  // the token is not a well-formed JWT
+	ReasonUnknownEndpoint Reason = "unknown_endpoint" // aud names no configured endpoint
+	ReasonSignature       Reason = "signature"        // no configured key verifies the token
+	ReasonTooLong         Reason = "too_long"         // the result exceeds MaxTokenLength
+	ReasonURLMismatch     Reason = "url_mismatch"     // the URL's token differs from the token field
+)
+
+// Error is a failed rewrite. It never contains a token or a key.
+type Error struct {
+	Reason Reason
+	Err    error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("rewriting negotiate body (%s): %v", e.Reason, e.Err)
+}
+func (e *Error) Unwrap() error { return e.Err }
+
+func fail(r Reason, format string, args ...any) error {
+	return &Error{Reason: r, Err: fmt.Errorf(format, args...)}
+}
+
+// Rewriter puts a user id into the token of negotiate response bodies.
+type Rewriter struct {
+	format Format
+	keys   []Key
+}
+
+// New returns a Rewriter for the format, trusting the given keys.
+func New(format Format, keys []Key) (*Rewriter, error) {
+	if format.UserClaim == "" || len(format.TokenFields) == 0 {
+		return nil, errors.New("rewrite: the format needs a user claim and a token field")
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("rewrite: at least one access key is required")
+	}
+	for i, k := range keys {
+		if len(k.Secret) == 0 || len(k.Hosts) == 0 {
+			return nil, fmt.Errorf("rewrite: key %d needs a secret and at least one host", i)
+		}
+	}
+	return &Rewriter{format: format, keys: keys}, nil
+}
+
+// Rewrite returns body with the user id set in its token. It verifies the
+// token's signature before anything else, so that it never signs what it was
+// not given by the holder of the key. Every failure is an *Error.
+func (r *Rewriter) Rewrite(body []byte, userID string) ([]byte, error) {
+	obj, err := parseObject(body)
+	if err != nil {
+		return nil, &Error{Reason: ReasonNotJSON, Err: err}
+	}
+	field, token, err := r.findToken(obj)
+	if err != nil {
+		return nil, err
+	}
+	newToken, err := r.rewriteToken(token, userID)
+	if err != nil {
+		return nil, err
+	}
+	if r.format.URLField != "" {
+		if err := r.rewriteURL(obj, token, newToken); err != nil {
+			return nil, err
+		}
+	}
+	obj = obj.set(field, appendQuoted(nil, newToken))
+	return obj.appendJSON(make([]byte, 0, len(body)+len(userID)+64)), nil
+}
+
+func (r *Rewriter) findToken(obj object) (field, token string, err error) {
+	for _, name := range r.format.TokenFields {
+		s, ok, err := obj.stringValue(name)
+		if !ok {
+			continue
+		}
+		if err != nil {
+			return "", "", &Error{Reason: ReasonNoToken, Err: err}
+		}
+		if field != "" {
+			return "", "", fail(ReasonNoToken, "the body has both %q and %q", field, name)
+		}
+		field, token = name, s
+	}
+	if field == "" {
+		return "", "", fail(ReasonNoToken, "the body has no %s member", strings.Join(r.format.TokenFields, " or "))
+	}
+	return field, token, nil
+}
+
+// rewriteToken checks the signature, sets the user claim and signs again with
+// the key that verified. The header segment is kept byte for byte; every
+// other claim keeps its exact text.
+func (r *Rewriter) rewriteToken(token, userID string) (string, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "", fail(ReasonMalformedToken, "the token has %d segments, not 3", len(parts))
+	}
+	headerJSON, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil {
+		return "", fail(ReasonMalformedToken, "header segment: %v", err)
+	}
+	header, err := parseObject(headerJSON)
+	if err != nil {
+		return "", fail(ReasonMalformedToken, "header: %v", err)
+	}
+	alg, _, err := header.stringValue("alg")
+	if err != nil {
+		return "", fail(ReasonMalformedToken, "header: %v", err)
+	}
+	newHash := hashFor(alg)
+	if newHash == nil {
+		return "", fail(ReasonMalformedToken, "alg %q is not an HMAC algorithm", alg)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return "", fail(ReasonMalformedToken, "signature segment: %v", err)
+	}
+	payloadJSON, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", fail(ReasonMalformedToken, "payload segment: %v", err)
+	}
+	claims, err := parseObject(payloadJSON)
+	if err != nil {
+		return "", fail(ReasonMalformedToken, "payload: %v", err)
+	}
+	host, err := audienceHost(claims)
+	if err != nil {
+		return "", err
+	}
+
+	signed := token[:len(parts[0])+1+len(parts[1])]
+	var key []byte
+	matched := false
+	for _, k := range r.keys {
+		if !slices.Contains(k.Hosts, host) {
+			continue
+		}
+		matched = true
+		if hmac.Equal(sig, sign(newHash, k.Secret, signed)) {
+			key = k.Secret
+			break
+		}
+	}
+	if !matched {
+		return "", fail(ReasonUnknownEndpoint, "the token's audience host %q is not a configured endpoint", host)
+	}
+	if key == nil {
+		return "", fail(ReasonSignature, "the token for %q is not signed by a configured access key", host)
+	}
+
+	claims = claims.set(r.format.UserClaim, appendQuoted(nil, userID))
+	payload := base64.RawURLEncoding.EncodeToString(claims.appendJSON(nil))
+	unsigned := parts[0] + "." + payload
+	out := unsigned + "." + base64.RawURLEncoding.EncodeToString(sign(newHash, key, unsigned))
+	if len(out) > MaxTokenLength {
+		return "", fail(ReasonTooLong, "the rewritten token has %d characters; the service accepts at most %d", len(out), MaxTokenLength)
+	}
+	return out, nil
+}
+
+// rewriteURL replaces the token in the URL member's access_token parameter.
+// Only the token's own characters change, so the rest of the URL, its
+// parameter order and escaping included, is kept as sent.
+func (r *Rewriter) rewriteURL(obj object, oldToken, newToken string) error {
+	raw, ok, err := obj.stringValue(r.format.URLField)
+	if !ok {
+		return nil // Web PubSub clients can also join baseUrl and accessToken themselves
+	}
+	if err != nil {
+		return &Error{Reason: ReasonURLMismatch, Err: err}
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fail(ReasonURLMismatch, "member %q is not a URL", r.format.URLField)
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil || len(q["access_token"]) > 1 {
+		return fail(ReasonURLMismatch, "member %q has an unreadable query", r.format.URLField)
+	}
+	if got := q.Get("access_token"); got != oldToken {
+		return fail(ReasonURLMismatch, "member %q does not carry the same token as the token member", r.format.URLField)
+	}
+	oldParam, newParam := "access_token="+oldToken, "access_token="+newToken
+	if strings.Count(u.RawQuery, oldParam) != 1 {
+		return fail(ReasonURLMismatch, "member %q carries the token in an unexpected form", r.format.URLField)
+	}
+	u.RawQuery = strings.Replace(u.RawQuery, oldParam, newParam, 1)
+	i := obj.index(r.format.URLField)
+	obj[i].value = appendQuoted(nil, u.String())
+	return nil
+}
+
+// audienceHost returns the lowercase host[:port] of the token's aud URL. The
+// aud is read, never rebuilt from the body's url: with Port or ClientEndpoint
+// in the connection string the two differ.
+func audienceHost(claims object) (string, error) {
+	i := claims.index("aud")
+	if i < 0 {
+		return "", fail(ReasonMalformedToken, "the token has no aud claim")
+	}
+	var aud string
+	if err := json.Unmarshal(claims[i].value, &aud); err != nil {
+		var list []string
+		if err := json.Unmarshal(claims[i].value, &list); err != nil || len(list) != 1 {
+			return "", fail(ReasonMalformedToken, "the aud claim is not a single string")
+		}
+		aud = list[0]
+	}
+	u, err := url.Parse(aud)
+	if err != nil || u.Host == "" {
+		return "", fail(ReasonMalformedToken, "the aud claim %q is not an absolute URL", aud)
+	}
+	return CanonicalHost(u), nil
+}
+
+// CanonicalHost returns u's host in lowercase, with the port only when it is
+// not the scheme's default, so that "https://x:443" and "https://x" name the
+// same host wherever they come from: a token's aud or a connection string.
+func CanonicalHost(u *url.URL) string {
+	port := u.Port()
+	switch scheme := strings.ToLower(u.Scheme); {
+	case port == "443" && (scheme == "https" || scheme == "wss"),
+		port == "80" && (scheme == "http" || scheme == "ws"):
+		port = ""
+	}
+	return formatHost(strings.ToLower(u.Hostname()), port)
+}
+
+func hashFor(alg string) func() hash.Hash {
+	switch alg {
+	case "HS256":
+		return sha256.New
+	case "HS384":
+		return sha512.New384
+	case "HS512":
+		return sha512.New
+	}
+	return nil
+}
+
+func sign(h func() hash.Hash, key []byte, signingInput string) []byte {
+	mac := hmac.New(h, key)
+	mac.Write([]byte(signingInput))
+	return mac.Sum(nil)
+}
