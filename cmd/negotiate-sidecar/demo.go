@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// demoAccessKey stands for the AccessKey of an Azure SignalR connection
+// string. It exists only inside the demo process.
+const demoAccessKey = "ZGVtby1hY2Nlc3Mta2V5LW9ubHktZm9yLXRoZS1kZW1vLTEyMzQ1Njc4OTA="
+
+// runDemo starts, on 127.0.0.1, an identity provider, a stand-in for the
+// Functions negotiate endpoint and the sidecar in front of it; performs one
+// negotiate as a signed-in user; and prints the upstream token's claims beside
+// the rewritten one's. Nothing leaves the machine.
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("negotiate-sidecar demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	user := fs.String("user", "user-42", "the `id` in the demo user's sub claim")
+	verbose := fs.Bool("v", false, "show the sidecar's logs")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	level := "warn"
+	if *verbose {
+		level = "info"
+	}
+	log, err := newLogger(level, "console", stderr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	idp, err := newDemoIDP()
+	if err != nil {
+		return err
+	}
+	idpURL, stopIDP, err := serveLocal(idp.handler())
+	if err != nil {
+		return err
+	}
+	defer stopIDP()
+	idp.issuer = idpURL
+
+	fn := &demoFunctions{}
+	fnURL, stopFn, err := serveLocal(fn)
+	if err != nil {
+		return err
+	}
+	defer stopFn()
+
+	cfg := config{
+		listen:           "127.0.0.1:0",
+		adminListen:      "127.0.0.1:0",
+		upstream:         fnURL,
+		issuer:           idpURL,
+		audiences:        []string{"api://demo"},
+		userClaim:        "sub",
+		leeway:           30 * time.Second,
+		connectionString: "Endpoint=https://demo.service.signalr.net;AccessKey=" + demoAccessKey + ";Version=1.0;",
+		shutdownTimeout:  5 * time.Second,
+	}
+	s, err := start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() { cancel(); _ = s.wait() }()
+
+	client := &http.Client{Timeout: 10 * time.Second}
+	if err := waitReady(ctx, client, "http://"+s.adminAddr.String()+"/readyz"); err != nil {
+		return err
+	}
+	userJWT, err := idp.mint(*user, "demo@example.com")
+	if err != nil {
+		return err
+	}
+
+	negotiateURL := "http://" + s.proxyAddr.String() + "/api/negotiate?negotiateVersion=1"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, negotiateURL, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+userJWT)
+	// A forged identity header, to show that the app never sees it.
+	req.Header.Set("X-MS-CLIENT-PRINCIPAL-ID", "mallory")
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("demo negotiate: %w", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("demo negotiate: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("demo negotiate: status %s: %s", resp.Status, body)
+	}
+	var out struct {
+		URL         string `json:"url"`
+		AccessToken string `json:"accessToken"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		return fmt.Errorf("demo negotiate: %w", err)
+	}
+
+	fmt.Fprintf(stdout, "identity provider  %s (RS256 key, found by OIDC discovery)\n", idpURL)
+	fmt.Fprintf(stdout, "functions stand-in %s\n", fnURL)
+	fmt.Fprintf(stdout, "sidecar            http://%s  (admin http://%s)\n\n", s.proxyAddr, s.adminAddr)
+	fmt.Fprintf(stdout, "POST %s\n  Authorization: Bearer <JWT for sub=%q>\n  X-MS-CLIENT-PRINCIPAL-ID: mallory   (forged, stripped)\n\n", negotiateURL, *user)
+	fn.mu.Lock()
+	sawID, upstreamToken := fn.sawPrincipalID, fn.lastToken
+	fn.mu.Unlock()
+	fmt.Fprintf(stdout, "the app saw X-MS-CLIENT-PRINCIPAL-ID: %q\n\n", sawID)
+	if err := printClaimsSideBySide(stdout, upstreamToken, out.AccessToken); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nThe client connects to %s with the rewritten token;\nAzure SignalR Service now knows it as user %q.\n", out.URL, *user)
+	return nil
+}
+
+// serveLocal serves h on a free loopback port and returns its base URL.
+func serveLocal(h http.Handler) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
+}
+
+func waitReady(ctx context.Context, client *http.Client, url string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the sidecar did not become ready within 10s")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// demoIDP is a minimal OpenID Connect identity provider: a discovery
+// document, a JWKS with one RSA key, and a way to mint tokens.
+type demoIDP struct {
+	key    *rsa.PrivateKey
+	issuer string
+}
+
+func newDemoIDP() (*demoIDP, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	return &demoIDP{key: key}, nil
+}
+
+func (p *demoIDP) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": p.issuer, "jwks_uri": p.issuer + "/keys"})
+	})
+	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		pub := p.key.PublicKey
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{
+			"kty": "RSA", "use": "sig", "alg": "RS256", "kid": "demo-key",
+			"n": base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
+			"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes()),
+		}}})
+	})
+	return mux
+}
+
+func (p *demoIDP) mint(sub, email string) (string, error) {
+	now := time.Now()
+	t := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+		"iss": p.issuer, "aud": "api://demo", "sub": sub, "email": email, "name": "Demo User",
+		"iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
+	})
+	t.Header["kid"] = "demo-key"
+	return t.SignedString(p.key)
+}
+
+// demoFunctions stands in for a Node.js Functions app whose negotiate
+// function returns the signalRConnectionInfo binding unchanged: a token with
+// no user id, as text/plain, signed with the AccessKey.
+type demoFunctions struct {
+	mu             sync.Mutex
+	lastToken      string
+	sawPrincipalID string
+}
+
+func (f *demoFunctions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasSuffix(strings.ToLower(r.URL.Path), "/negotiate") {
+		http.NotFound(w, r)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sawPrincipalID = r.Header.Get("X-MS-CLIENT-PRINCIPAL-ID")
+	now := time.Now().Unix()
+	// Built by hand to keep the claim order the Azure SDK uses.
+	payload := fmt.Sprintf(`{"nbf":%d,"exp":%d,"iat":%d,"aud":"https://demo.service.signalr.net/client/?hub=chat"}`, now, now+3600, now)
+	header := `{"alg":"HS256","typ":"JWT","kid":"-1895682698"}`
+	unsigned := base64.RawURLEncoding.EncodeToString([]byte(header)) + "." + base64.RawURLEncoding.EncodeToString([]byte(payload))
+	sig, _ := jwt.SigningMethodHS256.Sign(unsigned, []byte(demoAccessKey))
+	f.lastToken = unsigned + "." + base64.RawURLEncoding.EncodeToString(sig)
+	w.Header().Set("Content-Type", "text/plain;charset=UTF-8")
+	fmt.Fprintf(w, `{"url":"https://demo.service.signalr.net/client/?hub=chat","accessToken":%q}`, f.lastToken)
+}
+
+// printClaimsSideBySide prints the claims of two tokens in two columns.
+func printClaimsSideBySide(w io.Writer, before, after string) error {
+	b, err := claimLines(before)
+	if err != nil {
+		return fmt.Errorf("upstream token: %w", err)
+	}
+	a, err := claimLines(after)
+	if err != nil {
+		return fmt.Errorf("rewritten token: %w", err)
+	}
+	width := len("upstream token (from the app)")
+	for _, l := range b {
+		width = max(width, len(l))
+	}
+	fmt.Fprintf(w, "%-*s   %s\n", width, "upstream token (from the app)", "rewritten token (to the client)")
+	fmt.Fprintf(w, "%s   %s\n", strings.Repeat("-", width), strings.Repeat("-", width))
+	for i := range max(len(a), len(b)) {
+		var l, r string
+		if i < len(b) {
+			l = b[i]
+		}
+		if i < len(a) {
+			r = a[i]
+		}
+		fmt.Fprintf(w, "%-*s   %s\n", width, l, r)
+	}
+	return nil
+}
+
+// claimLines decodes a token's header and claims, one "name: value" a line,
+// in the order they appear in the token.
+func claimLines(token string) ([]string, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("not a JWT")
+	}
+	var lines []string
+	for i, label := range []string{"header", "claims"} {
+		raw, err := base64.RawURLEncoding.DecodeString(parts[i])
+		if err != nil {
+			return nil, err
+		}
+		dec := json.NewDecoder(strings.NewReader(string(raw)))
+		if _, err := dec.Token(); err != nil {
+			return nil, err
+		}
+		lines = append(lines, label+":")
+		for dec.More() {
+			k, err := dec.Token()
+			if err != nil {
+				return nil, err
+			}
+			var v json.RawMessage
+			if err := dec.Decode(&v); err != nil {
+				return nil, err
+			}
+			lines = append(lines, fmt.Sprintf("  %s: %s", k, v))
+		}
+	}
+	return lines, nil
+}

@@ -1,0 +1,25 @@
+// Command negotiate-sidecar is a reverse proxy that gives Azure SignalR Service
+// connections a verified user id: it authenticates the caller's JWT and
+// re-signs the negotiate token with the caller's id in it.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "negotiate-sidecar:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,344 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+const testAccessKey = "aW50ZWdyYXRpb24tdGVzdC1hY2Nlc3Mta2V5LWZvci1uZWdvdGlhdGUtc2lkZWNhcg=="
+
+// syncBuffer collects the sidecar's log output across goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testIDP is an OpenID Connect provider on loopback with one ES256 key.
+type testIDP struct {
+	*httptest.Server
+	key *ecdsa.PrivateKey
+}
+
+func newTestIDP(t *testing.T) *testIDP {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &testIDP{key: key}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]string{"issuer": p.URL, "jwks_uri": p.URL + "/keys"})
+	})
+	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, r *http.Request) {
+		enc := func(i *big.Int) string { return base64.RawURLEncoding.EncodeToString(i.FillBytes(make([]byte, 32))) }
+		fmt.Fprintf(w, `{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","use":"sig","x":%q,"y":%q}]}`, enc(key.X), enc(key.Y))
+	})
+	p.Server = httptest.NewServer(mux)
+	t.Cleanup(p.Close)
+	return p
+}
+
+func (p *testIDP) mint(t *testing.T, sub string) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+		"iss": p.URL, "aud": "api://app", "sub": sub, "exp": time.Now().Add(time.Minute).Unix(),
+	})
+	tok.Header["kid"] = "k1"
+	s, err := tok.SignedString(p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// running is a sidecar started through run, as main starts it.
+type running struct {
+	proxy, admin string
+	logs         *syncBuffer
+	cancel       context.CancelFunc
+	done         chan error
+}
+
+// startRun calls run with the given flags plus loopback listeners on port 0,
+// and waits until both listeners are up.
+func startRun(t *testing.T, env map[string]string, args ...string) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	args = append([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...)
+	getenv := func(k string) string { return env[k] }
+	go func() { r.done <- run(ctx, args, getenv, io.Discard, r.logs) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(20 * time.Second):
+			t.Error("run did not return after cancel")
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for r.proxy == "" || r.admin == "" {
+		select {
+		case err := <-r.done:
+			t.Fatalf("run returned early: %v\n%s", err, r.logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("listeners not up:\n%s", r.logs)
+		}
+		sc := bufio.NewScanner(strings.NewReader(r.logs.String()))
+		for sc.Scan() {
+			var line struct{ Msg, Listener, Addr string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+				if line.Listener == "proxy" {
+					r.proxy = "http://" + line.Addr
+				} else {
+					r.admin = "http://" + line.Addr
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return r
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func waitStatus(t *testing.T, url string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if code, _ := get(t, url); code == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never answered %d", url, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func signalRToken(aud string) string {
+	now := time.Now().Unix()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"nbf": now, "exp": now + 3600, "iat": now, "aud": aud})
+	s, _ := tok.SignedString([]byte(testAccessKey))
+	return s
+}
+
+func negotiate(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestRunEndToEnd(t *testing.T) {
+	idp := newTestIDP(t)
+	release, started := make(chan struct{}), make(chan struct{})
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/negotiate":
+			w.Header().Set("Content-Type", "text/plain;charset=UTF-8")
+			fmt.Fprintf(w, `{"url":"https://unit.service.signalr.net:8443/client/?hub=chat","accessToken":%q}`, signalRToken("https://unit.service.signalr.net:8443/client/?hub=chat"))
+		case "/api/slow":
+			close(started)
+			<-release
+			io.WriteString(w, "finished")
+		}
+	}))
+	defer app.Close()
+
+	cs := "Endpoint=https://unit.service.signalr.net;AccessKey=" + testAccessKey + ";Port=8443;Version=1.0;"
+	r := startRun(t, map[string]string{"AzureSignalRConnectionString": cs, "NEGOTIATE_SIDECAR_AUDIENCE": "api://other,api://app"},
+		"--upstream", app.URL, "--issuer", idp.URL)
+
+	if code, _ := get(t, r.admin+"/healthz"); code != 200 {
+		t.Errorf("/healthz = %d", code)
+	}
+	waitStatus(t, r.admin+"/readyz", 200)
+
+	code, body := negotiate(t, r.proxy+"/api/negotiate?negotiateVersion=1", idp.mint(t, "user-7"))
+	if code != 200 {
+		t.Fatalf("negotiate: %d %s", code, body)
+	}
+	var out struct{ AccessToken string }
+	json.Unmarshal([]byte(body), &out)
+	tok, err := jwt.Parse(out.AccessToken, func(*jwt.Token) (any, error) { return []byte(testAccessKey), nil }, jwt.WithValidMethods([]string{"HS256"}))
+	if err != nil {
+		t.Fatalf("rewritten token: %v", err)
+	}
+	if uid := tok.Claims.(jwt.MapClaims)["asrs.s.uid"]; uid != "user-7" {
+		t.Errorf("asrs.s.uid = %v", uid)
+	}
+	if code, _ := negotiate(t, r.proxy+"/api/negotiate", "garbage"); code != 401 {
+		t.Errorf("bad token: %d, want 401", code)
+	}
+
+	_, metrics := get(t, r.admin+"/metrics")
+	for _, want := range []string{
+		`negotiate_sidecar_negotiate_requests_total{outcome="rewritten"} 1`,
+		`negotiate_sidecar_negotiate_requests_total{outcome="unauthenticated"} 1`,
+		`negotiate_sidecar_jwks_refresh_total{result="success"}`,
+		`negotiate_sidecar_upstream_duration_seconds_count{result="response",route="negotiate"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	// Graceful shutdown: a request in flight when the signal comes finishes,
+	// readiness turns 503 meanwhile, and run returns nil.
+	slow := make(chan string, 1)
+	go func() {
+		resp, err := http.Get(r.proxy + "/api/slow")
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- string(b)
+	}()
+	<-started
+	r.cancel()
+	waitStatus(t, r.admin+"/readyz", 503)
+	close(release)
+	if got := <-slow; got != "finished" {
+		t.Errorf("in-flight request: %q", got)
+	}
+	if err := <-r.done; err != nil {
+		t.Errorf("run: %v", err)
+	}
+	r.done <- nil // for the cleanup
+
+	logs := r.logs.String()
+	for _, secret := range []string{testAccessKey, out.AccessToken, cs} {
+		if strings.Contains(logs, secret) {
+			t.Fatal("the logs contain a secret")
+		}
+	}
+}
+
+func TestRunStartsWhileIdentityProviderIsDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	app := httptest.NewServer(http.NotFoundHandler())
+	defer app.Close()
+	r := startRun(t, nil, "--upstream", app.URL, "--issuer", dead, "--audience", "api://app",
+		"--connection-string", "Endpoint=https://x.service.signalr.net;AccessKey="+testAccessKey+";")
+	if code, _ := get(t, r.admin+"/healthz"); code != 200 {
+		t.Errorf("/healthz = %d, want 200", code)
+	}
+	if code, body := get(t, r.admin+"/readyz"); code != 503 || !strings.Contains(body, "no identity provider key") {
+		t.Errorf("/readyz = %d %q, want 503", code, body)
+	}
+	if code, _ := negotiate(t, r.proxy+"/api/negotiate", "a.b.c"); code != 503 {
+		t.Errorf("negotiate before keys = %d, want 503", code)
+	}
+}
+
+func TestConfigurationErrors(t *testing.T) {
+	const key = "c2VjcmV0LWtleS10aGF0LW11c3Qtbm90LWxlYWs="
+	good := []string{"--upstream", "http://127.0.0.1:1", "--issuer", "https://idp.test/", "--audience", "a", "--connection-string", "Endpoint=https://x.service.signalr.net;AccessKey=" + key}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{"nothing", nil, nil, []string{"--upstream is required", "--issuer is required", "--audience is required", "no connection string"}},
+		{"bad upstream", append([]string{"--upstream", "127.0.0.1:80"}, good[2:]...), nil, []string{"must be an absolute http or https URL"}},
+		{"bad log format", append([]string{"--log-format", "xml"}, good...), nil, []string{"choose json or console"}},
+		{"bad env duration", good, map[string]string{"NEGOTIATE_SIDECAR_LEEWAY": "soon"}, []string{"NEGOTIATE_SIDECAR_LEEWAY"}},
+		{"alg none", append([]string{"--algorithms", "RS256,none"}, good...), nil, []string{`algorithm "none" is not accepted`}},
+		{"entra connection string", append(good[:6:6], "--connection-string", "Endpoint=https://x.service.signalr.net;AuthType=azure.msi;ClientId=abc"), nil, []string{"has no AccessKey"}},
+		{"broken connection string", append(good[:6:6], "--connection-string", "AccessKey="+key), nil, []string{"Endpoint"}},
+		{"bad negotiate path", append([]string{"--negotiate-path", "api/negotiate"}, good...), nil, []string{"must start with /"}},
+		{"stray argument", append([]string{"serve"}, good...), nil, []string{`unexpected argument "serve"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, tt.args...)
+			var stderr syncBuffer
+			err := run(context.Background(), args, func(k string) string { return tt.env[k] }, io.Discard, &stderr)
+			if err == nil {
+				t.Fatal("run succeeded")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error()+stderr.String(), key) {
+				t.Error("the error shows the access key")
+			}
+		})
+	}
+}
+
+func TestVersionAndDemo(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, nil, &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "negotiate-sidecar ") {
+		t.Errorf("version: %q, %v", out.String(), err)
+	}
+	out.Reset()
+	var stderr syncBuffer
+	if err := run(context.Background(), []string{"demo", "--user", "demo-user-1"}, nil, &out, &stderr); err != nil {
+		t.Fatalf("demo: %v\n%s", err, stderr.String())
+	}
+	for _, want := range []string{`asrs.s.uid: "demo-user-1"`, `the app saw X-MS-CLIENT-PRINCIPAL-ID: "demo-user-1"`, `kid: "-1895682698"`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %s:\n%s", want, out.String())
+		}
+	}
+}
