@@ -1,0 +1,117 @@
+// Checks the stand-ins on their own, without the sidecar: if these fail, the
+// end-to-end results in e2e.test.js say nothing about the sidecar.
+
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import { after, before, test } from "node:test";
+import { WebSocket } from "ws";
+import { connectAndWhoami } from "./hub-client.js";
+import { mintServiceToken, startFunctionsStandIn, TOKEN_HEADER_JSON } from "./stand-in-functions.js";
+import { decodeJwt, hs256, startServiceStandIn, verifyClientToken } from "./stand-in-service.js";
+
+const accessKey = crypto.randomBytes(32).toString("base64");
+let service;
+let functions;
+
+before(async () => {
+  service = await startServiceStandIn({ accessKey });
+  functions = await startFunctionsStandIn({ serviceEndpoint: service.endpoint, accessKey });
+});
+
+after(async () => {
+  await functions?.close();
+  await service?.close();
+});
+
+test("service token checks: signature over the UTF-8 key, aud, exp", () => {
+  const audience = service.audience("chat");
+  const token = mintServiceToken({ accessKey, audience, userId: "bob" });
+  const { headerSegment, payload } = decodeJwt(token);
+  assert.equal(Buffer.from(headerSegment, "base64url").toString(), TOKEN_HEADER_JSON);
+  assert.deepEqual(Object.keys(payload), ["asrs.s.uid", "nbf", "exp", "iat", "aud"]);
+  assert.equal(verifyClientToken(token, { accessKey, audience }).ok, true);
+
+  const [h, p] = token.split(".");
+  const checks = {
+    "wrong key": mintServiceToken({ accessKey: "x".repeat(44), audience }),
+    "key used as base64": `${h}.${p}.${crypto.createHmac("sha256", Buffer.from(accessKey, "base64")).update(`${h}.${p}`).digest("base64url")}`,
+    "other hub": mintServiceToken({ accessKey, audience: service.audience("other") }),
+    expired: mintServiceToken({ accessKey, audience, now: Math.floor(Date.now() / 1000) - 7200 }),
+    tampered: `${h}.${Buffer.from(JSON.stringify({ ...payload, "asrs.s.uid": "eve" })).toString("base64url")}.${token.split(".")[2]}`,
+    "alg none": `${Buffer.from('{"alg":"none"}').toString("base64url")}.${p}.`,
+  };
+  for (const [name, bad] of Object.entries(checks)) {
+    assert.equal(verifyClientToken(bad, { accessKey, audience }).ok, false, name);
+  }
+  assert.equal(hs256(`${h}.${p}`, accessKey), token.split(".")[2]);
+});
+
+test("functions stand-in answers like the v4 programming model", async () => {
+  const res = await fetch(`${functions.origin}/api/negotiate?negotiateVersion=1`, {
+    method: "POST",
+    headers: { "x-ms-client-principal-id": "bob" },
+  });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("content-type"), "text/plain;charset=UTF-8");
+  const body = JSON.parse(await res.text());
+  assert.deepEqual(Object.keys(body), ["url", "accessToken"]);
+  assert.equal(body.url, `${service.endpoint}/client/?hub=chat`);
+  assert.equal(decodeJwt(body.accessToken).payload["asrs.s.uid"], "bob");
+  assert.equal(functions.state.lastRequest.headers["x-ms-client-principal-id"], "bob");
+});
+
+test("service negotiate refuses a missing or bad token with 401", async () => {
+  const url = `${service.endpoint}/client/negotiate?hub=chat&negotiateVersion=1`;
+  assert.equal((await fetch(url, { method: "POST" })).status, 401);
+  const wrongKey = mintServiceToken({ accessKey: "y".repeat(44), audience: service.audience("chat") });
+  const res = await fetch(url, { method: "POST", headers: { Authorization: `Bearer ${wrongKey}` } });
+  assert.equal(res.status, 401);
+});
+
+test("real client connects via the functions stand-in straight to the service", async () => {
+  const url = `${functions.origin}/api`;
+  assert.equal(await connectAndWhoami(url, { headers: { "x-ms-client-principal-id": "bob" } }), "bob");
+  assert.equal(await connectAndWhoami(url), null);
+  const connects = service.state.accepted.filter((a) => a.kind === "connect");
+  assert.deepEqual(connects.slice(-2).map((c) => c.uid), ["bob", null]);
+});
+
+test("service WebSocket: token in Authorization header or access_token, checked again", async () => {
+  const audience = service.audience("chat");
+  const good = mintServiceToken({ accessKey, audience, userId: "carol" });
+  const [h, p] = good.split(".");
+  const forged = `${h}.${p}.${hs256(`${h}.${p}`, "not the key")}`;
+
+  async function negotiate() {
+    const res = await fetch(`${service.endpoint}/client/negotiate?hub=chat&negotiateVersion=1`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${good}` },
+    });
+    assert.equal(res.status, 200);
+    return (await res.json()).connectionToken;
+  }
+  function open(query, headers = {}) {
+    const ws = new WebSocket(`ws://127.0.0.1:${service.port}/client/?hub=chat&${query}`, { headers });
+    return new Promise((resolve, reject) => {
+      ws.once("unexpected-response", (_req, res) => resolve({ status: res.statusCode }));
+      ws.once("error", reject);
+      ws.once("open", () => {
+        ws.send('{"protocol":"json","version":1}\x1e');
+        const records = [];
+        ws.on("message", (data) => {
+          records.push(...data.toString().split("\x1e").filter(Boolean));
+          if (records.length >= 2) {
+            ws.close();
+            resolve({ status: 101, records: records.map((r) => JSON.parse(r)) });
+          }
+        });
+      });
+    });
+  }
+
+  assert.equal((await open(`id=${await negotiate()}`, { Authorization: `Bearer ${forged}` })).status, 401);
+  assert.equal((await open(`id=${await negotiate()}`)).status, 401);
+  assert.equal((await open(`id=unknown&access_token=${good}`)).status, 404);
+  const browserStyle = await open(`id=${await negotiate()}&access_token=${encodeURIComponent(good)}`);
+  assert.deepEqual(browserStyle.records, [{}, { type: 1, target: "whoami", arguments: ["carol"] }]);
+});
