@@ -101,7 +101,7 @@ func (l lockedBuffer) Write(p []byte) (int, error) {
 
 // newHarness puts the proxy between an httptest frontend and an httptest
 // upstream, with a real authenticator and rewriter.
-func newHarness(t *testing.T, h http.HandlerFunc, mutate func(*Config)) *harness {
+func newHarness(t testing.TB, h http.HandlerFunc, mutate func(*Config)) *harness {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -152,7 +152,7 @@ func (h *harness) logText() string {
 	return h.logs.String()
 }
 
-func (h *harness) mint(t *testing.T, claims jwt.MapClaims) string {
+func (h *harness) mint(t testing.TB, claims jwt.MapClaims) string {
 	t.Helper()
 	c := jwt.MapClaims{"iss": issuer, "aud": audience, "sub": "alice", "exp": time.Now().Add(time.Minute).Unix()}
 	for k, v := range claims {
