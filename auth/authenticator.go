@@ -55,6 +55,8 @@ type Identity struct {
 	Issuer string
 	// Claims are all of the token's claims, numbers kept as json.Number.
 	Claims map[string]any
+	// Expiry is the token's exp.
+	Expiry time.Time
 }
 
 // Reason says why a token was refused, in words safe to show the caller and
@@ -159,7 +161,11 @@ func (a *Authenticator) Authenticate(authorization []string) (Identity, error) {
 		return Identity{}, &Error{Reason: ReasonUserClaim, Err: err}
 	}
 	iss, _ := claims["iss"].(string)
-	return Identity{UserID: uid, Name: displayName(claims, uid), Issuer: iss, Claims: claims}, nil
+	var expiry time.Time
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		expiry = exp.Time
+	}
+	return Identity{UserID: uid, Name: displayName(claims, uid), Issuer: iss, Claims: claims, Expiry: expiry}, nil
 }
 
 // reasonOf maps golang-jwt's errors to a Reason. Order matters: a token can

@@ -34,7 +34,7 @@ type Authenticator interface {
 // Rewriter rewrites a negotiate response body for a verified user id.
 // *rewrite.Rewriter implements it; a new token format slots in there.
 type Rewriter interface {
-	Rewrite(body []byte, userID string) ([]byte, error)
+	Rewrite(body []byte, caller rewrite.Caller) ([]byte, error)
 }
 
 // Config configures the proxy handler.
@@ -133,7 +133,7 @@ func New(cfg Config) (*Handler, error) {
 // negotiate carries a negotiate request's state between the handler and the
 // reverse proxy's callbacks, which see only the request.
 type negotiate struct {
-	userID  string
+	caller  rewrite.Caller
 	outcome string // set by the callbacks
 	err     error
 }
@@ -194,8 +194,8 @@ func (h *Handler) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 			zap.String("path", r.URL.Path),
 			zap.Duration("latency", h.cfg.Now().Sub(start)),
 		}
-		if n.userID != "" {
-			fields = append(fields, zap.String("user", n.userID))
+		if n.caller.UserID != "" {
+			fields = append(fields, zap.String("user", n.caller.UserID))
 		}
 		if reason != "" {
 			fields = append(fields, zap.String("reason", reason))
@@ -236,7 +236,7 @@ func (h *Handler) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 		writeUnauthorized(rec, ae.Reason)
 		return
 	}
-	n.userID = id.UserID
+	n.caller = rewrite.Caller{UserID: id.UserID, Claims: id.Claims, Expiry: id.Expiry}
 	setIdentity(r.Header, id)
 	h.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), negotiateKey{}, n)))
 	var re *rewrite.Error
@@ -264,7 +264,7 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 		n.err = err
 		return err
 	}
-	out, err := h.cfg.Rewriter.Rewrite(body, n.userID)
+	out, err := h.cfg.Rewriter.Rewrite(body, n.caller)
 	if err != nil {
 		n.err = err
 		return err

@@ -117,7 +117,7 @@ func newHarness(t testing.TB, h http.HandlerFunc, mutate func(*Config)) *harness
 	if err != nil {
 		t.Fatal(err)
 	}
-	rw, err := rewrite.New(rewrite.SignalR, []rewrite.Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(accessKey)}})
+	rw, err := rewrite.New(rewrite.SignalR, []rewrite.Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(accessKey)}}, rewrite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

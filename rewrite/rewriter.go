@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 )
 
 // MaxTokenLength is the longest access token Azure SignalR Service accepts;
@@ -90,14 +91,50 @@ func fail(r Reason, format string, args ...any) error {
 	return &Error{Reason: r, Err: fmt.Errorf(format, args...)}
 }
 
+// Caller is the verified caller a token is rewritten for.
+type Caller struct {
+	// UserID goes into the format's user claim.
+	UserID string
+	// Claims are the caller's verified token claims, numbers as json.Number.
+	// Options.ForwardClaims picks from them.
+	Claims map[string]any
+	// Expiry is when the caller's token expires; zero if unknown. Used by
+	// Options.BindToCallerExpiry.
+	Expiry time.Time
+}
+
+// Options change what goes into a rewritten token beyond the user id. The
+// zero value adds only the user id.
+type Options struct {
+	// ForwardClaims names caller claims copied into the token, so that they
+	// reach the app in the service's upstream events. Names that are
+	// registered JWT claims (iss, sub, aud, exp, nbf, iat, jti) are written
+	// as "asrs.u.<name>", as the Azure SDK does, and the service hands them
+	// back under their own name. A claim the caller lacks is skipped.
+	ForwardClaims []string
+	// MaxTokenLifetime, if positive, caps the token's exp at its iat (or,
+	// without iat, the current time) plus this duration.
+	MaxTokenLifetime time.Duration
+	// BindToCallerExpiry caps the token's exp at the caller's token expiry,
+	// so that a connection's credentials never outlive the caller's.
+	BindToCallerExpiry bool
+	// CloseOnCallerExpiry also sets asrs.s.coae ("true") and asrs.s.aeo (the
+	// caller's expiry in unix seconds, as a string), which ask the service
+	// to close the connection when the caller's token expires.
+	CloseOnCallerExpiry bool
+	// Now returns the current time; default time.Now.
+	Now func() time.Time
+}
+
 // Rewriter puts a user id into the token of negotiate response bodies.
 type Rewriter struct {
 	format Format
 	keys   []Key
+	opts   Options
 }
 
 // New returns a Rewriter for the format, trusting the given keys.
-func New(format Format, keys []Key) (*Rewriter, error) {
+func New(format Format, keys []Key, opts Options) (*Rewriter, error) {
 	if format.UserClaim == "" || len(format.TokenFields) == 0 {
 		return nil, errors.New("rewrite: the format needs a user claim and a token field")
 	}
@@ -109,13 +146,16 @@ func New(format Format, keys []Key) (*Rewriter, error) {
 			return nil, fmt.Errorf("rewrite: key %d needs a secret and at least one host", i)
 		}
 	}
-	return &Rewriter{format: format, keys: keys}, nil
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Rewriter{format: format, keys: keys, opts: opts}, nil
 }
 
 // Rewrite returns body with the user id set in its token. It verifies the
 // token's signature before anything else, so that it never signs what it was
 // not given by the holder of the key. Every failure is an *Error.
-func (r *Rewriter) Rewrite(body []byte, userID string) ([]byte, error) {
+func (r *Rewriter) Rewrite(body []byte, c Caller) ([]byte, error) {
 	obj, err := parseObject(body)
 	if err != nil {
 		return nil, &Error{Reason: ReasonNotJSON, Err: err}
@@ -124,7 +164,7 @@ func (r *Rewriter) Rewrite(body []byte, userID string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	newToken, err := r.rewriteToken(token, userID)
+	newToken, err := r.rewriteToken(token, c)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +174,7 @@ func (r *Rewriter) Rewrite(body []byte, userID string) ([]byte, error) {
 		}
 	}
 	obj = obj.set(field, appendQuoted(nil, newToken))
-	return obj.appendJSON(make([]byte, 0, len(body)+len(userID)+64)), nil
+	return obj.appendJSON(make([]byte, 0, len(body)+len(c.UserID)+64)), nil
 }
 
 func (r *Rewriter) findToken(obj object) (field, token string, err error) {
@@ -160,7 +200,7 @@ func (r *Rewriter) findToken(obj object) (field, token string, err error) {
 // rewriteToken checks the signature, sets the user claim and signs again with
 // the key that verified. The header segment is kept byte for byte; every
 // other claim keeps its exact text.
-func (r *Rewriter) rewriteToken(token, userID string) (string, error) {
+func (r *Rewriter) rewriteToken(token string, c Caller) (string, error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
 		return "", fail(ReasonMalformedToken, "the token has %d segments, not 3", len(parts))
@@ -218,7 +258,7 @@ func (r *Rewriter) rewriteToken(token, userID string) (string, error) {
 		return "", fail(ReasonSignature, "the token for %q is not signed by a configured access key", host)
 	}
 
-	claims = claims.set(r.format.UserClaim, appendQuoted(nil, userID))
+	claims = claims.set(r.format.UserClaim, appendQuoted(nil, c.UserID))
 	payload := base64.RawURLEncoding.EncodeToString(claims.appendJSON(nil))
 	unsigned := parts[0] + "." + payload
 	out := unsigned + "." + base64.RawURLEncoding.EncodeToString(sign(newHash, key, unsigned))

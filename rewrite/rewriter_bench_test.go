@@ -6,7 +6,7 @@ import "testing"
 // the claim, sign. It is the sidecar's whole added cost per negotiate beyond
 // the JWT check and the proxy hop.
 func BenchmarkRewrite(b *testing.B) {
-	r, err := New(SignalR, []Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(testKey)}})
+	r, err := New(SignalR, []Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(testKey)}}, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -14,7 +14,7 @@ func BenchmarkRewrite(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(in)))
 	for b.Loop() {
-		if _, err := r.Rewrite(in, "alice@contoso.com"); err != nil {
+		if _, err := r.Rewrite(in, Caller{UserID: "alice@contoso.com"}); err != nil {
 			b.Fatal(err)
 		}
 	}

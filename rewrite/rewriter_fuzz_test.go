@@ -30,7 +30,7 @@ func FuzzRewrite(f *testing.F) {
 	webPubSub := newTestRewriterF(f, WebPubSub)
 	f.Fuzz(func(t *testing.T, in []byte, user string) {
 		for _, r := range []*Rewriter{signalR, webPubSub} {
-			out, err := r.Rewrite(in, user)
+			out, err := r.Rewrite(in, Caller{UserID: user})
 			if err != nil {
 				if _, ok := err.(*Error); !ok {
 					t.Fatalf("error is %T, not *rewrite.Error: %v", err, err)
@@ -53,7 +53,7 @@ func FuzzRewrite(f *testing.F) {
 			}
 			// The output token must itself be accepted by the rewriter, which
 			// proves it is signed with the key, and carry the user id.
-			again, err := r.rewriteToken(tok, user)
+			again, err := r.rewriteToken(tok, Caller{UserID: user})
 			if err != nil {
 				t.Fatalf("output token does not verify: %v", err)
 			}
@@ -68,7 +68,7 @@ func FuzzRewrite(f *testing.F) {
 }
 
 func newTestRewriterF(f *testing.F, format Format) *Rewriter {
-	r, err := New(format, []Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(testKey)}})
+	r, err := New(format, []Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(testKey)}}, Options{})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func unb64(t *testing.T, s string) string {
 
 func newTestRewriter(t *testing.T, f Format) *Rewriter {
 	t.Helper()
-	r, err := New(f, []Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(testKey)}})
+	r, err := New(f, []Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(testKey)}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestRewriteSignalR(t *testing.T) {
 			if tt.body != nil {
 				in = tt.body(tok)
 			}
-			out, err := r.Rewrite([]byte(in), tt.user)
+			out, err := r.Rewrite([]byte(in), Caller{UserID: tt.user})
 			if err != nil {
 				t.Fatalf("Rewrite: %v", err)
 			}
@@ -205,7 +205,7 @@ func TestRewriteRefuses(t *testing.T) {
 	r := newTestRewriter(t, SignalR)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, err := r.Rewrite([]byte(tt.body), "alice")
+			out, err := r.Rewrite([]byte(tt.body), Caller{UserID: "alice"})
 			var re *Error
 			if !errors.As(err, &re) {
 				t.Fatalf("Rewrite = %q, %v; want a *rewrite.Error", out, err)
@@ -225,7 +225,7 @@ func TestRewriteWebPubSub(t *testing.T) {
 	tok := signHS256(`{"alg":"HS256","typ":"JWT"}`, claims, testKey)
 	in := `{"baseUrl":"wss://x.service.signalr.net/client/hubs/chat","url":"wss://x.service.signalr.net/client/hubs/chat?access_token=` + tok + `&x=1","accessToken":"` + tok + `"}`
 	r := newTestRewriter(t, WebPubSub)
-	out, err := r.Rewrite([]byte(in), "alice")
+	out, err := r.Rewrite([]byte(in), Caller{UserID: "alice"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestRewriteWebPubSub(t *testing.T) {
 	t.Run("refuses a url whose token differs", func(t *testing.T) {
 		other := signHS256(`{"alg":"HS256","typ":"JWT"}`, strings.Replace(claims, "anonymous", "x", 1), testKey)
 		in := `{"url":"wss://x.service.signalr.net/client/hubs/chat?access_token=` + other + `","accessToken":"` + tok + `"}`
-		_, err := r.Rewrite([]byte(in), "alice")
+		_, err := r.Rewrite([]byte(in), Caller{UserID: "alice"})
 		var re *Error
 		if !errors.As(err, &re) || re.Reason != ReasonURLMismatch {
 			t.Fatalf("err = %v, want reason %s", err, ReasonURLMismatch)
@@ -251,7 +251,7 @@ func TestRewriteWebPubSub(t *testing.T) {
 
 func TestNewRefusesIncompleteKeys(t *testing.T) {
 	for _, keys := range [][]Key{nil, {{Hosts: []string{"x"}}}, {{Secret: []byte("k")}}} {
-		if _, err := New(SignalR, keys); err == nil {
+		if _, err := New(SignalR, keys, Options{}); err == nil {
 			t.Errorf("New(%v) succeeded", keys)
 		}
 	}
@@ -261,11 +261,11 @@ func TestRewriteTriesEveryKeyOfTheEndpoint(t *testing.T) {
 	r, err := New(SignalR, []Key{
 		{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(otherKey)},
 		{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(testKey)},
-	})
+	}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := r.Rewrite(body(signHS256(sdkHeader, sdkClaims, testKey)), "alice")
+	out, err := r.Rewrite(body(signHS256(sdkHeader, sdkClaims, testKey)), Caller{UserID: "alice"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ func start(ctx context.Context, cfg config, log *zap.Logger) (*sidecar, error) {
 	if cs.AccessKey == "" {
 		return nil, fmt.Errorf("connection string: AuthType=%s (Microsoft Entra ID) has no AccessKey; the sidecar signs tokens with an access key, so use a connection string with AccessKey", cs.AuthType)
 	}
-	rw, err := rewrite.New(rewrite.SignalR, []rewrite.Key{{Hosts: cs.Hosts(), Secret: []byte(cs.AccessKey)}})
+	rw, err := rewrite.New(rewrite.SignalR, []rewrite.Key{{Hosts: cs.Hosts(), Secret: []byte(cs.AccessKey)}}, rewrite.Options{})
 	if err != nil {
 		return nil, err
 	}
