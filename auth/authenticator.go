@@ -20,9 +20,14 @@ var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "P
 // 4096 characters in all, and an id this long is certainly a mistake.
 const maxUserIDBytes = 1024
 
-// Config configures an Authenticator.
-type Config struct {
-	// Issuer is the required value of the iss claim, compared exactly.
+// Provider is one identity provider whose tokens are accepted.
+type Provider struct {
+	// Name labels the provider in logs and metrics. Default: the issuer.
+	Name string
+	// Issuer is the required value of the iss claim, compared exactly. A
+	// token is routed to the provider whose Issuer equals its iss, before
+	// any signature is checked, and only that provider's keys can verify
+	// it: a key of one issuer never validates a token claiming another.
 	Issuer string
 	// Audiences lists accepted aud values; a token must carry at least one.
 	Audiences []string
@@ -39,6 +44,13 @@ type Config struct {
 	Keys jwt.Keyfunc
 	// Loaded reports whether any key is loaded yet; nil means always.
 	Loaded func() bool
+}
+
+// Config configures an Authenticator.
+type Config struct {
+	// Providers are the accepted identity providers; at least one, with
+	// distinct issuers.
+	Providers []Provider
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
 }
@@ -53,6 +65,8 @@ type Identity struct {
 	Name string
 	// Issuer is the token's iss claim.
 	Issuer string
+	// Provider is the Name of the provider that verified the token.
+	Provider string
 	// Claims are all of the token's claims, numbers kept as json.Number.
 	Claims map[string]any
 	// Expiry is the token's exp.
@@ -72,7 +86,7 @@ const (
 	ReasonSignature   Reason = "signature"     // signature does not verify
 	ReasonExpired     Reason = "expired"       // exp passed
 	ReasonNotYetValid Reason = "not_yet_valid" // nbf or iat in the future
-	ReasonIssuer      Reason = "issuer"        // iss is not the configured issuer
+	ReasonIssuer      Reason = "issuer"        // iss names no configured provider
 	ReasonAudience    Reason = "audience"      // no accepted aud
 	ReasonUserClaim   Reason = "user_claim"    // user claim missing, empty or unusable
 	ReasonNoKeys      Reason = "no_keys"       // no verification key loaded yet
@@ -82,7 +96,10 @@ const (
 // is what the caller may learn.
 type Error struct {
 	Reason Reason
-	Err    error
+	// Provider is the Name of the provider the token was routed to, or ""
+	// when it never reached one.
+	Provider string
+	Err      error
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("token refused (%s): %v", e.Reason, e.Err) }
@@ -90,54 +107,81 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Authenticator verifies bearer tokens.
 type Authenticator struct {
-	cfg    Config
+	providers map[string]*provider // by issuer
+	names     []string
+	now       func() time.Time
+	peek      *jwt.Parser
+}
+
+type provider struct {
+	Provider
 	parser *jwt.Parser
 }
 
-// New checks cfg and returns an Authenticator.
+// New checks cfg and returns an Authenticator. All problems are reported
+// together.
 func New(cfg Config) (*Authenticator, error) {
-	var problems []error
-	if cfg.Issuer == "" {
-		problems = append(problems, errors.New("an issuer is required (--issuer)"))
-	}
-	if len(cfg.Audiences) == 0 || slices.Contains(cfg.Audiences, "") {
-		problems = append(problems, errors.New("at least one non-empty audience is required (--audience)"))
-	}
-	if len(cfg.Algorithms) == 0 {
-		cfg.Algorithms = DefaultAlgorithms
-	}
-	for _, a := range cfg.Algorithms {
-		if !slices.Contains(DefaultAlgorithms, a) {
-			problems = append(problems, fmt.Errorf("algorithm %q is not accepted; choose from %s", a, strings.Join(DefaultAlgorithms, ",")))
-		}
-	}
-	if cfg.Leeway < 0 {
-		problems = append(problems, errors.New("leeway must not be negative"))
-	}
-	if cfg.UserClaim == "" {
-		cfg.UserClaim = "sub"
-	}
-	if cfg.Keys == nil {
-		problems = append(problems, errors.New("a key source is required"))
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	a := &Authenticator{providers: map[string]*provider{}, now: cfg.Now, peek: jwt.NewParser(jwt.WithJSONNumber())}
+	var problems []error
+	if len(cfg.Providers) == 0 {
+		problems = append(problems, errors.New("at least one identity provider is required (--issuer)"))
+	}
+	for i, p := range cfg.Providers {
+		if p.Name == "" {
+			p.Name = p.Issuer
+		}
+		where := fmt.Sprintf("provider %d (%s)", i+1, p.Name)
+		if p.Issuer == "" {
+			problems = append(problems, fmt.Errorf("%s: an issuer is required", where))
+		} else if _, dup := a.providers[p.Issuer]; dup {
+			problems = append(problems, fmt.Errorf("%s: issuer %q is configured twice; a token must map to exactly one provider", where, p.Issuer))
+		}
+		if slices.Contains(a.names, p.Name) {
+			problems = append(problems, fmt.Errorf("%s: the name %q is used twice", where, p.Name))
+		}
+		if len(p.Audiences) == 0 || slices.Contains(p.Audiences, "") {
+			problems = append(problems, fmt.Errorf("%s: at least one non-empty audience is required", where))
+		}
+		if len(p.Algorithms) == 0 {
+			p.Algorithms = DefaultAlgorithms
+		}
+		for _, alg := range p.Algorithms {
+			if !slices.Contains(DefaultAlgorithms, alg) {
+				problems = append(problems, fmt.Errorf("%s: algorithm %q is not accepted; choose from %s", where, alg, strings.Join(DefaultAlgorithms, ",")))
+			}
+		}
+		if p.Leeway < 0 {
+			problems = append(problems, fmt.Errorf("%s: leeway must not be negative", where))
+		}
+		if p.UserClaim == "" {
+			p.UserClaim = "sub"
+		}
+		if p.Keys == nil {
+			problems = append(problems, fmt.Errorf("%s: a key source is required", where))
+		}
+		a.names = append(a.names, p.Name)
+		a.providers[p.Issuer] = &provider{Provider: p, parser: jwt.NewParser(
+			jwt.WithValidMethods(p.Algorithms),
+			jwt.WithIssuer(p.Issuer),
+			jwt.WithAudience(p.Audiences...),
+			jwt.WithLeeway(p.Leeway),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithTimeFunc(cfg.Now),
+			jwt.WithJSONNumber(),
+		)}
 	}
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
 	}
-	opts := []jwt.ParserOption{
-		jwt.WithValidMethods(cfg.Algorithms),
-		jwt.WithIssuer(cfg.Issuer),
-		jwt.WithAudience(cfg.Audiences...),
-		jwt.WithLeeway(cfg.Leeway),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithTimeFunc(cfg.Now),
-		jwt.WithJSONNumber(),
-	}
-	return &Authenticator{cfg: cfg, parser: jwt.NewParser(opts...)}, nil
+	return a, nil
 }
+
+// Providers returns the names of the configured providers, in order.
+func (a *Authenticator) Providers() []string { return slices.Clone(a.names) }
 
 // Authenticate verifies the bearer token in the Authorization header values
 // and returns the caller's identity. Every failure is an *Error.
@@ -149,23 +193,41 @@ func (a *Authenticator) Authenticate(authorization []string) (Identity, error) {
 		}
 		return Identity{}, &Error{Reason: ReasonMalformed, Err: errors.New("the Authorization header is not a single Bearer token")}
 	}
-	if a.cfg.Loaded != nil && !a.cfg.Loaded() {
-		return Identity{}, &Error{Reason: ReasonNoKeys, Err: errors.New("no verification key is loaded yet")}
+	// Route by the claimed issuer first. Nothing read here is trusted: it
+	// only picks whose keys and rules the token must then satisfy.
+	unverified := jwt.MapClaims{}
+	if _, _, err := a.peek.ParseUnverified(raw, unverified); err != nil {
+		return Identity{}, &Error{Reason: ReasonMalformed, Err: err}
+	}
+	iss, _ := unverified["iss"].(string)
+	p := a.providers[iss]
+	if p == nil {
+		return Identity{}, &Error{Reason: ReasonIssuer, Err: fmt.Errorf("issuer %q is not configured", truncate(iss, 200))}
+	}
+	if p.Loaded != nil && !p.Loaded() {
+		return Identity{}, &Error{Reason: ReasonNoKeys, Provider: p.Name, Err: errors.New("no verification key is loaded yet")}
 	}
 	claims := jwt.MapClaims{}
-	if _, err := a.parser.ParseWithClaims(raw, claims, a.cfg.Keys); err != nil {
-		return Identity{}, &Error{Reason: reasonOf(err), Err: err}
+	if _, err := p.parser.ParseWithClaims(raw, claims, p.Keys); err != nil {
+		return Identity{}, &Error{Reason: reasonOf(err), Provider: p.Name, Err: err}
 	}
-	uid, err := userID(claims, a.cfg.UserClaim)
+	uid, err := userID(claims, p.UserClaim)
 	if err != nil {
-		return Identity{}, &Error{Reason: ReasonUserClaim, Err: err}
+		return Identity{}, &Error{Reason: ReasonUserClaim, Provider: p.Name, Err: err}
 	}
-	iss, _ := claims["iss"].(string)
 	var expiry time.Time
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
 		expiry = exp.Time
 	}
-	return Identity{UserID: uid, Name: displayName(claims, uid), Issuer: iss, Claims: claims, Expiry: expiry}, nil
+	return Identity{UserID: uid, Name: displayName(claims, uid), Issuer: iss, Provider: p.Name, Claims: claims, Expiry: expiry}, nil
+}
+
+// truncate bounds text taken from a token before it goes into a log.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // reasonOf maps golang-jwt's errors to a Reason. Order matters: a token can

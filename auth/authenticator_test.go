@@ -16,17 +16,17 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-func newStaticAuthenticator(t *testing.T, mutate func(*Config), keys ...signingKey) *Authenticator {
+func newStaticAuthenticator(t *testing.T, mutate func(*Provider), keys ...signingKey) *Authenticator {
 	t.Helper()
 	ks, err := NewKeySet(KeySetConfig{Static: jwksJSON(keys...), Client: http.DefaultClient})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Issuer: testIssuer, Audiences: []string{testAudience, "api://other"}, Leeway: 30 * time.Second, Keys: ks.Keyfunc, Loaded: ks.Loaded}
+	p := Provider{Issuer: testIssuer, Audiences: []string{testAudience, "api://other"}, Leeway: 30 * time.Second, Keys: ks.Keyfunc, Loaded: ks.Loaded}
 	if mutate != nil {
-		mutate(&cfg)
+		mutate(&p)
 	}
-	a, err := New(cfg)
+	a, err := New(Config{Providers: []Provider{p}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +81,8 @@ func TestAuthenticate(t *testing.T) {
 		{name: "not yet valid", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"nbf": now.Add(time.Hour).Unix()})}, wantReason: ReasonNotYetValid},
 		{name: "issued in the future", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"iat": now.Add(time.Hour).Unix()})}, wantReason: ReasonNotYetValid},
 		{name: "wrong issuer", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"iss": "https://evil.test/"})}, wantReason: ReasonIssuer},
+		{name: "no issuer", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"iss": nil})}, wantReason: ReasonIssuer},
+		{name: "issuer not a string", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"iss": 7})}, wantReason: ReasonIssuer},
 		{name: "issuer differing by a slash", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"iss": strings.TrimSuffix(testIssuer, "/")})}, wantReason: ReasonIssuer},
 		{name: "wrong audience", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"aud": "api://someone-else"})}, wantReason: ReasonAudience},
 		{name: "alg none", header: []string{"Bearer " + unsigned}, wantReason: ReasonAlgorithm},
@@ -96,7 +98,7 @@ func TestAuthenticate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := newStaticAuthenticator(t, func(c *Config) {
+			a := newStaticAuthenticator(t, func(c *Provider) {
 				if tt.userClaim != "" {
 					c.UserClaim = tt.userClaim
 				}
@@ -165,12 +167,15 @@ func TestNewRejectsUnsafeConfig(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"no issuer", Config{Audiences: []string{"a"}, Keys: keys}, "an issuer is required"},
-		{"no audience", Config{Issuer: "i", Keys: keys}, "at least one non-empty audience"},
-		{"empty audience", Config{Issuer: "i", Audiences: []string{""}, Keys: keys}, "at least one non-empty audience"},
-		{"alg none", Config{Issuer: "i", Audiences: []string{"a"}, Algorithms: []string{"none"}, Keys: keys}, `algorithm "none" is not accepted`},
-		{"HS256 against a JWKS", Config{Issuer: "i", Audiences: []string{"a"}, Algorithms: []string{"RS256", "HS256"}, Keys: keys}, `algorithm "HS256" is not accepted`},
-		{"no keys", Config{Issuer: "i", Audiences: []string{"a"}}, "a key source is required"},
+		{"no provider", Config{}, "at least one identity provider is required"},
+		{"no issuer", Config{Providers: []Provider{{Audiences: []string{"a"}, Keys: keys}}}, "an issuer is required"},
+		{"no audience", Config{Providers: []Provider{{Issuer: "i", Keys: keys}}}, "at least one non-empty audience"},
+		{"empty audience", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{""}, Keys: keys}}}, "at least one non-empty audience"},
+		{"alg none", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{"a"}, Algorithms: []string{"none"}, Keys: keys}}}, `algorithm "none" is not accepted`},
+		{"HS256 against a JWKS", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{"a"}, Algorithms: []string{"RS256", "HS256"}, Keys: keys}}}, `algorithm "HS256" is not accepted`},
+		{"no keys", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{"a"}}}}, "a key source is required"},
+		{"same issuer twice", Config{Providers: []Provider{{Name: "a", Issuer: "i", Audiences: []string{"a"}, Keys: keys}, {Name: "b", Issuer: "i", Audiences: []string{"a"}, Keys: keys}}}, `issuer "i" is configured twice`},
+		{"same name twice", Config{Providers: []Provider{{Name: "a", Issuer: "i", Audiences: []string{"a"}, Keys: keys}, {Name: "a", Issuer: "j", Audiences: []string{"a"}, Keys: keys}}}, `the name "a" is used twice`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,7 +189,7 @@ func TestNewRejectsUnsafeConfig(t *testing.T) {
 
 func TestAlgorithmsRestrictAcceptedTokens(t *testing.T) {
 	ec, rs := newECKey(t, "ec"), newRSAKey(t, "rs")
-	a := newStaticAuthenticator(t, func(c *Config) { c.Algorithms = []string{"ES256"} }, ec, rs)
+	a := newStaticAuthenticator(t, func(c *Provider) { c.Algorithms = []string{"ES256"} }, ec, rs)
 	if _, err := a.Authenticate([]string{"Bearer " + ec.mint(t, nil)}); err != nil {
 		t.Fatalf("ES256: %v", err)
 	}
@@ -192,5 +197,55 @@ func TestAlgorithmsRestrictAcceptedTokens(t *testing.T) {
 	var ae *Error
 	if !errors.As(err, &ae) || ae.Reason != ReasonAlgorithm {
 		t.Fatalf("RS256 with only ES256 allowed: %v, want reason %s", err, ReasonAlgorithm)
+	}
+}
+
+func TestProvidersAreIsolatedByIssuer(t *testing.T) {
+	keyA, keyB := newRSAKey(t, "shared-kid"), newECKey(t, "b")
+	ksA, err := NewKeySet(KeySetConfig{Static: jwksJSON(keyA), Client: http.DefaultClient})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ksB, err := NewKeySet(KeySetConfig{Static: jwksJSON(keyB), Client: http.DefaultClient})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Config{Providers: []Provider{
+		{Name: "a", Issuer: "https://a.test/", Audiences: []string{testAudience}, Keys: ksA.Keyfunc},
+		{Name: "b", Issuer: "https://b.test/", Audiences: []string{"api://b"}, Keys: ksB.Keyfunc, UserClaim: "oid"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name         string
+		token        string
+		wantUser     string
+		wantProvider string
+		wantReason   Reason
+	}{
+		{"issuer A with A's key", keyA.mint(t, jwt.MapClaims{"iss": "https://a.test/"}), "alice", "a", ""},
+		{"issuer B with B's key and B's rules", keyB.mint(t, jwt.MapClaims{"iss": "https://b.test/", "aud": "api://b", "oid": "o-1"}), "o-1", "b", ""},
+		{"issuer B signed with A's key", keyA.mint(t, jwt.MapClaims{"iss": "https://b.test/", "aud": "api://b", "oid": "o-1"}), "", "b", ReasonUnknownKey},
+		{"issuer A with B's audience", keyA.mint(t, jwt.MapClaims{"iss": "https://a.test/", "aud": "api://b"}), "", "a", ReasonAudience},
+		{"unconfigured issuer", keyA.mint(t, jwt.MapClaims{"iss": "https://c.test/"}), "", "", ReasonIssuer},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, err := a.Authenticate([]string{"Bearer " + tt.token})
+			if tt.wantReason == "" {
+				if err != nil || id.UserID != tt.wantUser || id.Provider != tt.wantProvider {
+					t.Fatalf("Authenticate = %+v, %v; want user %q from %q", id, err, tt.wantUser, tt.wantProvider)
+				}
+				return
+			}
+			var ae *Error
+			if !errors.As(err, &ae) || ae.Reason != tt.wantReason || ae.Provider != tt.wantProvider {
+				t.Fatalf("Authenticate error = %#v, want reason %s from provider %q", err, tt.wantReason, tt.wantProvider)
+			}
+		})
+	}
+	if got := a.Providers(); len(got) != 2 || got[0] != "a" || got[1] != "b" {
+		t.Errorf("Providers() = %v", got)
 	}
 }

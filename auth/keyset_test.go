@@ -29,7 +29,7 @@ func startKeySet(t *testing.T, cfg KeySetConfig) (*KeySet, *Authenticator) {
 	if iss == "" {
 		iss = testIssuer
 	}
-	a, err := New(Config{Issuer: iss, Audiences: []string{testAudience}, Keys: ks.Keyfunc, Loaded: ks.Loaded})
+	a, err := New(Config{Providers: []Provider{{Issuer: iss, Audiences: []string{testAudience}, Keys: ks.Keyfunc, Loaded: ks.Loaded}}})
 	if err != nil {
 		t.Fatal(err)
 	}

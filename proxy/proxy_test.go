@@ -113,7 +113,7 @@ func newHarness(t testing.TB, h http.HandlerFunc, mutate func(*Config)) *harness
 	if err != nil {
 		t.Fatal(err)
 	}
-	authn, err := auth.New(auth.Config{Issuer: issuer, Audiences: []string{audience}, Keys: ks.Keyfunc, Loaded: ks.Loaded})
+	authn, err := auth.New(auth.Config{Providers: []auth.Provider{{Name: "test", Issuer: issuer, Audiences: []string{audience}, Keys: ks.Keyfunc, Loaded: ks.Loaded}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -135,7 +135,7 @@ func start(ctx context.Context, cfg config, log *zap.Logger) (*sidecar, error) {
 	if err != nil {
 		return nil, err
 	}
-	authn, err := auth.New(auth.Config{
+	authn, err := auth.New(auth.Config{Providers: []auth.Provider{{
 		Issuer:     cfg.issuer,
 		Audiences:  cfg.audiences,
 		Algorithms: cfg.algorithms,
@@ -143,7 +143,7 @@ func start(ctx context.Context, cfg config, log *zap.Logger) (*sidecar, error) {
 		UserClaim:  cfg.userClaim,
 		Keys:       keys.Keyfunc,
 		Loaded:     keys.Loaded,
-	})
+	}}})
 	if err != nil {
 		return nil, fmt.Errorf("configuration:\n%w", indent(err))
 	}
