@@ -282,7 +282,9 @@ func TestRunStartsWhileIdentityProviderIsDown(t *testing.T) {
 	if code, body := get(t, r.admin+"/readyz"); code != 503 || !strings.Contains(body, "no identity provider key") {
 		t.Errorf("/readyz = %d %q, want 503", code, body)
 	}
-	if code, _ := negotiate(t, r.proxy+"/api/negotiate", "a.b.c"); code != 503 {
+	// A token of the configured issuer waits for keys; it cannot be judged yet.
+	early, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": dead, "aud": "api://app", "sub": "x", "exp": time.Now().Add(time.Minute).Unix()}).SignedString([]byte("k"))
+	if code, _ := negotiate(t, r.proxy+"/api/negotiate", early); code != 503 {
 		t.Errorf("negotiate before keys = %d, want 503", code)
 	}
 }
