@@ -80,12 +80,13 @@ type KeySet struct {
 	keyfunc keyfunc.Keyfunc
 	static  []jwkset.JWK
 
-	mu         sync.Mutex
-	ctx        context.Context // from Run; refreshes started by requests use it
-	inflight   chan struct{}   // closed when the running refresh ends
-	lastUnkKID time.Time
-	jwksURLs   []string                // resolved, after discovery
-	remote     map[string][]jwkset.JWK // last good keys of each URL
+	mu          sync.Mutex
+	ctx         context.Context // from Run; refreshes started by requests use it
+	inflight    chan struct{}   // closed when the running refresh ends
+	lastUnkKID  time.Time
+	jwksURLs    []string                // resolved, after discovery
+	remote      map[string][]jwkset.JWK // last good keys of each URL
+	lastSuccess time.Time               // end of the last refresh in which every source answered
 }
 
 // NewKeySet checks the configuration and loads the static keys. Remote keys
@@ -147,6 +148,29 @@ func (k *KeySet) Keyfunc(t *jwt.Token) (any, error) {
 	return k.keyfunc.Keyfunc(t)
 }
 
+// Remote reports whether keys are fetched from the network, as opposed to a
+// static set only.
+func (k *KeySet) Remote() bool {
+	return len(k.cfg.JWKSURLs) > 0 || k.cfg.Issuer != ""
+}
+
+// Count returns the number of verification keys held.
+func (k *KeySet) Count() int {
+	keys, err := k.store.MemoryJWKSet.KeyReadAll(context.Background())
+	if err != nil {
+		return 0
+	}
+	return len(keys)
+}
+
+// LastSuccess returns when every remote source last answered with a usable
+// key set; zero before the first such refresh.
+func (k *KeySet) LastSuccess() time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.lastSuccess
+}
+
 // Loaded reports whether at least one verification key is available.
 func (k *KeySet) Loaded() bool {
 	keys, err := k.store.MemoryJWKSet.KeyReadAll(context.Background())
@@ -160,7 +184,7 @@ func (k *KeySet) Run(ctx context.Context) {
 	k.mu.Lock()
 	k.ctx = ctx
 	k.mu.Unlock()
-	if len(k.cfg.JWKSURLs) == 0 && k.cfg.Issuer == "" {
+	if !k.Remote() {
 		return // static keys only
 	}
 	backoff := time.Second
@@ -182,6 +206,15 @@ func (k *KeySet) Run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// Refresh fetches every remote source once, now, and returns what went
+// wrong. Run does this on its own; Refresh is for one-off checks.
+func (k *KeySet) Refresh(ctx context.Context) error {
+	if !k.Remote() {
+		return nil
+	}
+	return k.refresh(ctx)
 }
 
 func (k *KeySet) remoteLoaded() bool {
@@ -259,6 +292,11 @@ func (k *KeySet) refresh(ctx context.Context) error {
 	}
 	if err := k.publish(); err != nil {
 		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		k.mu.Lock()
+		k.lastSuccess = k.cfg.Now()
+		k.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }
@@ -400,7 +438,7 @@ func (s *keyStore) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) 
 		return jwk, err
 	}
 	k := s.set
-	if len(k.cfg.JWKSURLs) == 0 && k.cfg.Issuer == "" {
+	if !k.Remote() {
 		return jwk, err
 	}
 	k.mu.Lock()

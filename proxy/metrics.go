@@ -7,9 +7,16 @@ import (
 )
 
 // Metrics are the proxy's Prometheus metrics. A nil *Metrics records nothing.
+//
+// The authentication counters follow Envoy's jwt_authn statistics (allowed,
+// denied), labelled by provider and, for denials, by reason, so that a
+// dashboard built for one reads the other.
 type Metrics struct {
 	negotiates *prometheus.CounterVec
 	upstreamS  *prometheus.HistogramVec
+	allowed    *prometheus.CounterVec
+	denied     *prometheus.CounterVec
+	inFlight   prometheus.Gauge
 }
 
 // NewMetrics registers the proxy's metrics with reg.
@@ -24,8 +31,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from sending a request to the app until its response headers arrive, by route (negotiate or other) and result (response or error).",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"route", "result"}),
+		allowed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "negotiate_sidecar_jwt_authn_allowed_total",
+			Help: "Negotiate requests whose bearer token was accepted, by identity provider.",
+		}, []string{"provider"}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "negotiate_sidecar_jwt_authn_denied_total",
+			Help: "Negotiate requests whose bearer token was refused, by identity provider (empty when none was found) and reason.",
+		}, []string{"provider", "reason"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "negotiate_sidecar_in_flight_requests",
+			Help: "Requests being served by the proxy, all routes.",
+		}),
 	}
-	reg.MustRegister(m.negotiates, m.upstreamS)
+	reg.MustRegister(m.negotiates, m.upstreamS, m.allowed, m.denied, m.inFlight)
 	return m
 }
 
@@ -34,6 +53,24 @@ func (m *Metrics) negotiate(outcome string) {
 		return
 	}
 	m.negotiates.WithLabelValues(outcome).Inc()
+}
+
+func (m *Metrics) authn(provider, deniedReason string) {
+	if m == nil {
+		return
+	}
+	if deniedReason == "" {
+		m.allowed.WithLabelValues(provider).Inc()
+		return
+	}
+	m.denied.WithLabelValues(provider, deniedReason).Inc()
+}
+
+func (m *Metrics) inFlightAdd(d float64) {
+	if m == nil {
+		return
+	}
+	m.inFlight.Add(d)
 }
 
 func (m *Metrics) upstream(route string, err error, d time.Duration) {

@@ -133,9 +133,10 @@ func New(cfg Config) (*Handler, error) {
 // negotiate carries a negotiate request's state between the handler and the
 // reverse proxy's callbacks, which see only the request.
 type negotiate struct {
-	caller  rewrite.Caller
-	outcome string // set by the callbacks
-	err     error
+	caller   rewrite.Caller
+	provider string
+	outcome  string // set by the callbacks
+	err      error
 }
 
 type negotiateKey struct{}
@@ -159,7 +160,10 @@ const (
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.cfg.Metrics.inFlightAdd(1)
+	defer h.cfg.Metrics.inFlightAdd(-1)
 	stripIdentity(r.Header)
+	ensureRequestID(w, r)
 	if !h.cfg.Negotiate.Match(r.URL.Path) {
 		// Other routes are the app's business: pass them on, with a
 		// verified identity when the caller brought a valid token.
@@ -188,6 +192,7 @@ func (h *Handler) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 		}
 		h.cfg.Metrics.negotiate(outcome)
 		fields := []zap.Field{
+			zap.String("request_id", r.Header.Get(headerRequestID)),
 			zap.String("outcome", outcome),
 			zap.Int("status", rec.status()),
 			zap.String("method", r.Method),
@@ -195,7 +200,7 @@ func (h *Handler) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 			zap.Duration("latency", h.cfg.Now().Sub(start)),
 		}
 		if n.caller.UserID != "" {
-			fields = append(fields, zap.String("user", n.caller.UserID))
+			fields = append(fields, zap.String("user", n.caller.UserID), zap.String("provider", n.provider))
 		}
 		if reason != "" {
 			fields = append(fields, zap.String("reason", reason))
@@ -226,6 +231,7 @@ func (h *Handler) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 			ae = &auth.Error{Reason: auth.ReasonMalformed, Err: err}
 		}
 		reason = string(ae.Reason)
+		h.cfg.Metrics.authn(ae.Provider, reason)
 		if ae.Reason == auth.ReasonNoKeys {
 			n.outcome = OutcomeNotReady
 			rec.Header().Set("Retry-After", "5")
@@ -236,7 +242,9 @@ func (h *Handler) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 		writeUnauthorized(rec, ae.Reason)
 		return
 	}
+	h.cfg.Metrics.authn(id.Provider, "")
 	n.caller = rewrite.Caller{UserID: id.UserID, Claims: id.Claims, Expiry: id.Expiry}
+	n.provider = id.Provider
 	setIdentity(r.Header, id)
 	h.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), negotiateKey{}, n)))
 	var re *rewrite.Error
@@ -248,6 +256,9 @@ func (h *Handler) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 // modifyResponse rewrites successful negotiate responses. An error it returns
 // goes to proxyError, which answers 502: the body never reaches the caller.
 func (h *Handler) modifyResponse(resp *http.Response) error {
+	// The caller already has our request id; one from the app would be a
+	// second, conflicting value.
+	resp.Header.Del(headerRequestID)
 	n := negotiateFrom(resp.Request.Context())
 	if n == nil || resp.Request.Method == http.MethodOptions {
 		return nil

@@ -1,38 +1,98 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
+	"github.com/negotiate-sidecar/negotiate-sidecar/proxy"
 )
 
 // envPrefix prefixes the environment variable that stands for each flag:
 // --jwks-url is NEGOTIATE_SIDECAR_JWKS_URL.
 const envPrefix = "NEGOTIATE_SIDECAR_"
 
-// config is the sidecar's configuration, from flags and the environment.
-type config struct {
-	listen           string
-	adminListen      string
-	upstream         string
-	issuer           string
-	jwksURLs         []string
-	jwksFile         string
-	audiences        []string
-	userClaim        string
-	algorithms       []string
-	leeway           time.Duration
-	connectionString string
-	negotiatePaths   []string
-	logLevel         string
-	logFormat        string
-	shutdownTimeout  time.Duration
+// settings is the sidecar's whole configuration: defaults, then the
+// configuration file, then NEGOTIATE_SIDECAR_* variables, then flags. Its
+// yaml tags are the configuration file's keys.
+type settings struct {
+	Listen          string        `yaml:"listen"`
+	AdminListen     string        `yaml:"admin_listen"`
+	Upstream        string        `yaml:"upstream"`
+	Service         string        `yaml:"service"`
+	NegotiatePaths  []string      `yaml:"negotiate_paths"`
+	MaxBodyBytes    int64         `yaml:"max_body_bytes"`
+	LogLevel        string        `yaml:"log_level"`
+	LogFormat       string        `yaml:"log_format"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	ReloadInterval  time.Duration `yaml:"reload_interval"`
+
+	Providers []providerSettings `yaml:"providers"`
+	SignalR   signalRSettings    `yaml:"signalr"`
+	Tokens    tokenSettings      `yaml:"tokens"`
+
+	// configFile is the path the file was read from, if any.
+	configFile string `yaml:"-"`
+}
+
+// providerSettings configures one identity provider.
+type providerSettings struct {
+	Name            string         `yaml:"name"`
+	Issuer          string         `yaml:"issuer"`
+	JWKSURLs        []string       `yaml:"jwks_urls"`
+	JWKSFile        string         `yaml:"jwks_file"`
+	Audiences       []string       `yaml:"audiences"`
+	Algorithms      []string       `yaml:"algorithms"`
+	UserClaim       string         `yaml:"user_claim"`
+	Leeway          *time.Duration `yaml:"leeway"` // nil: default; 0 is a valid choice
+	RefreshInterval time.Duration  `yaml:"refresh_interval"`
+	MaxStaleness    time.Duration  `yaml:"max_staleness"`
+}
+
+// signalRSettings lists connection strings beyond those found in the
+// environment (AzureSignalRConnectionString, Azure__SignalR__Endpoints__*).
+type signalRSettings struct {
+	ConnectionStrings     []string `yaml:"connection_strings"`
+	ConnectionStringFiles []string `yaml:"connection_string_files"`
+}
+
+// tokenSettings shape the rewritten token beyond the user id.
+type tokenSettings struct {
+	ForwardClaims       []string      `yaml:"forward_claims"`
+	MaxTokenLifetime    time.Duration `yaml:"max_token_lifetime"`
+	BindToCallerExpiry  bool          `yaml:"bind_to_caller_expiry"`
+	CloseOnCallerExpiry bool          `yaml:"close_on_caller_expiry"`
+}
+
+const (
+	defaultLeeway          = 30 * time.Second
+	defaultRefreshInterval = 15 * time.Minute
+	defaultReloadInterval  = 2 * time.Second
+)
+
+func defaultSettings() settings {
+	return settings{
+		Listen:          ":8080",
+		AdminListen:     ":9090",
+		Service:         "signalr",
+		MaxBodyBytes:    proxy.DefaultMaxBodyBytes,
+		LogLevel:        "info",
+		LogFormat:       "json",
+		ShutdownTimeout: 15 * time.Second,
+		ReloadInterval:  defaultReloadInterval,
+	}
 }
 
 // listFlag is a repeatable flag. From the environment it takes a
@@ -51,15 +111,10 @@ func (l listFlag) Set(v string) error {
 	return nil
 }
 
-// commaFlag is a flag holding a comma-separated list, replaced as a whole.
+// commaFlag holds a comma-separated list, replaced as a whole.
 type commaFlag struct{ values *[]string }
 
-func (c commaFlag) String() string {
-	if c.values == nil {
-		return ""
-	}
-	return strings.Join(*c.values, ",")
-}
+func (c commaFlag) String() string { return listFlag(c).String() }
 
 func (c commaFlag) Set(v string) error {
 	*c.values = splitList(v)
@@ -76,88 +131,361 @@ func splitList(v string) []string {
 	return out
 }
 
-// parseConfig reads flags, then fills each flag not given on the command
-// line from its NEGOTIATE_SIDECAR_* variable. Every problem is reported at
-// once, each with what to do about it.
-func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
-	c := config{
-		algorithms: append([]string(nil), auth.DefaultAlgorithms...),
-	}
-	fs := flag.NewFlagSet("negotiate-sidecar", flag.ContinueOnError)
+// flagValues holds what the command line and environment said. Only the
+// flags that were given are applied over the file.
+type flagValues struct {
+	configFile string
+	s          settings
+	provider   providerSettings
+	leeway     time.Duration
+	connString string
+	connFiles  []string
+	token      string // check --token
+}
+
+// newFlagSet declares every flag. check is true for the check subcommand,
+// which adds --token.
+func newFlagSet(name string, v *flagValues, check bool, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.listen, "listen", ":8080", "address for the proxy `address` that clients and the Kubernetes Service reach")
-	fs.StringVar(&c.adminListen, "admin-listen", ":9090", "`address` for /healthz, /readyz and /metrics")
-	fs.StringVar(&c.upstream, "upstream", "", "the app's base `URL`, such as http://127.0.0.1:80 (required)")
-	fs.StringVar(&c.issuer, "issuer", "", "required iss of callers' tokens, exactly; without --jwks-url the JWKS is found by OIDC discovery at `URL`/.well-known/openid-configuration (required)")
-	fs.Var(listFlag{&c.jwksURLs}, "jwks-url", "JWKS `URL` of the identity provider (repeatable)")
-	fs.StringVar(&c.jwksFile, "jwks-file", "", "`path` of a static JWKS file, for offline use and tests")
-	fs.Var(listFlag{&c.audiences}, "audience", "accepted aud of callers' tokens (repeatable; at least one required)")
-	fs.StringVar(&c.userClaim, "user-claim", "sub", "claim holding the user id: a claim of exactly this `name`, else a dotted path into nested claims")
-	fs.Var(commaFlag{&c.algorithms}, "algorithms", "accepted JWS algorithms, comma-separated")
-	fs.DurationVar(&c.leeway, "leeway", 30*time.Second, "clock skew allowed on exp, nbf and iat")
-	fs.StringVar(&c.connectionString, "connection-string", "", "Azure SignalR connection string (default: $AzureSignalRConnectionString, the setting the Functions app reads)")
-	fs.Var(listFlag{&c.negotiatePaths}, "negotiate-path", "path `pattern` whose responses are rewritten, such as /api/*/negotiate (repeatable; default: any path ending in /negotiate)")
-	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
-	fs.StringVar(&c.logFormat, "log-format", "json", "log `format`: json or console")
-	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish after SIGTERM")
+	fs.StringVar(&v.configFile, "config", "", "YAML configuration `file`; flags and NEGOTIATE_SIDECAR_* variables override it")
+	fs.StringVar(&v.s.Listen, "listen", ":8080", "`address` of the proxy, the one clients and the Kubernetes Service reach")
+	fs.StringVar(&v.s.AdminListen, "admin-listen", ":9090", "`address` of /healthz, /readyz and /metrics")
+	fs.StringVar(&v.s.Upstream, "upstream", "", "the app's base `URL`, such as http://127.0.0.1:80 (required)")
+	fs.StringVar(&v.s.Service, "service", "signalr", "token format: signalr (asrs.s.uid) or webpubsub (sub, token also in url)")
+	fs.Var(listFlag{&v.s.NegotiatePaths}, "negotiate-path", "path `pattern` whose responses are rewritten, such as /api/*/negotiate (repeatable; default: any path ending in /negotiate)")
+	fs.Int64Var(&v.s.MaxBodyBytes, "max-body-bytes", proxy.DefaultMaxBodyBytes, "largest negotiate response body read, in `bytes`")
+	fs.StringVar(&v.s.LogLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.StringVar(&v.s.LogFormat, "log-format", "json", "log `format`: json or console")
+	fs.DurationVar(&v.s.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish after SIGTERM")
+	fs.DurationVar(&v.s.ReloadInterval, "reload-interval", defaultReloadInterval, "how often the configuration and connection string files are checked for changes")
+
+	fs.StringVar(&v.provider.Issuer, "issuer", "", "required iss of callers' tokens, exactly; without --jwks-url the JWKS is found by OIDC discovery at `URL`/.well-known/openid-configuration")
+	fs.Var(listFlag{&v.provider.JWKSURLs}, "jwks-url", "JWKS `URL` of the identity provider (repeatable)")
+	fs.StringVar(&v.provider.JWKSFile, "jwks-file", "", "`path` of a static JWKS file, for offline use and tests")
+	fs.Var(listFlag{&v.provider.Audiences}, "audience", "accepted aud of callers' tokens (repeatable; at least one required)")
+	fs.StringVar(&v.provider.UserClaim, "user-claim", "sub", "claim holding the user id: a claim of exactly this `name`, else a dotted path into nested claims")
+	fs.Var(commaFlag{&v.provider.Algorithms}, "algorithms", "accepted JWS algorithms, comma-separated (default "+strings.Join(auth.DefaultAlgorithms, ",")+")")
+	fs.DurationVar(&v.leeway, "leeway", defaultLeeway, "clock skew allowed on exp, nbf and iat")
+	fs.DurationVar(&v.provider.RefreshInterval, "jwks-refresh-interval", defaultRefreshInterval, "how often the identity provider's keys are fetched")
+	fs.DurationVar(&v.provider.MaxStaleness, "max-staleness", 0, "readiness fails once the newest keys fetched are older than this (0: never)")
+
+	fs.StringVar(&v.connString, "connection-string", "", "Azure SignalR connection string (default: $AzureSignalRConnectionString, the setting the Functions app reads)")
+	fs.Var(listFlag{&v.connFiles}, "connection-string-file", "`path` of a file holding a connection string, re-read when it changes (repeatable)")
+
+	fs.Var(listFlag{&v.s.Tokens.ForwardClaims}, "forward-claim", "caller `claim` copied into the service token (repeatable)")
+	fs.DurationVar(&v.s.Tokens.MaxTokenLifetime, "max-token-lifetime", 0, "cap on the service token's lifetime (0: keep the app's)")
+	fs.BoolVar(&v.s.Tokens.BindToCallerExpiry, "bind-to-caller-expiry", false, "the service token never outlives the caller's token")
+	fs.BoolVar(&v.s.Tokens.CloseOnCallerExpiry, "close-on-caller-expiry", false, "also ask the service to close the connection when the caller's token expires")
+	if check {
+		fs.StringVar(&v.token, "token", "", "a caller's `JWT` to judge as the sidecar would")
+	}
+	return fs
+}
+
+// providerFlags are the flags that describe the single provider given on the
+// command line.
+var providerFlags = []string{"issuer", "jwks-url", "jwks-file", "audience", "user-claim", "algorithms", "leeway", "jwks-refresh-interval", "max-staleness"}
+
+// loadSettings resolves the configuration from the command line, the
+// environment and the configuration file. Every problem is reported at once,
+// each with what to do.
+func loadSettings(args []string, env environment, check bool, stderr io.Writer) (settings, flagValues, error) {
+	var v flagValues
+	name := "negotiate-sidecar"
+	if check {
+		name += " check"
+	}
+	fs := newFlagSet(name, &v, check, stderr)
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		if errors.Is(err, flag.ErrHelp) {
+			return settings{}, v, err
+		}
+		return settings{}, v, usageError{err}
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q; the subcommands are demo and version, and flags start with --", fs.Arg(0))
+		return settings{}, v, usageError{fmt.Errorf("unexpected argument %q; the subcommands are check, demo and version, and flags start with --", fs.Arg(0))}
 	}
 
 	var problems []error
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] {
+		if given[f.Name] || f.Name == "token" {
 			return
 		}
-		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		v := getenv(name)
-		if v == "" {
+		name := envName(f.Name)
+		val, ok := env.lookup(name)
+		if !ok || val == "" {
 			return
 		}
+		given[f.Name] = true
 		if _, repeatable := f.Value.(listFlag); repeatable {
-			for _, item := range splitList(v) {
+			for _, item := range splitList(val) {
 				_ = f.Value.Set(item)
 			}
 			return
 		}
-		if err := f.Value.Set(v); err != nil {
-			problems = append(problems, fmt.Errorf("%s: %w", name, err))
+		if err := f.Value.Set(val); err != nil {
+			problems = append(problems, fmt.Errorf("%s=%q: %v", name, val, err))
 		}
 	})
-	if c.connectionString == "" {
-		c.connectionString = getenv("AzureSignalRConnectionString")
-	}
 
-	if c.upstream == "" {
-		problems = append(problems, errors.New("--upstream is required: the app's address in the pod, such as http://127.0.0.1:80"))
-	} else if u, err := url.Parse(c.upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		problems = append(problems, fmt.Errorf("--upstream %q must be an absolute http or https URL, such as http://127.0.0.1:80", c.upstream))
+	s := defaultSettings()
+	if v.configFile != "" {
+		if err := s.readFile(v.configFile); err != nil {
+			problems = append(problems, err)
+		}
 	}
-	if c.issuer == "" {
-		problems = append(problems, errors.New("--issuer is required: the exact iss claim of your callers' tokens"))
+	for name := range given {
+		if err := v.apply(&s, name); err != nil {
+			problems = append(problems, err)
+		}
 	}
-	if len(c.audiences) == 0 {
-		problems = append(problems, errors.New("--audience is required: the aud your callers' tokens carry (repeat it to accept several)"))
+	if given["connection-string"] {
+		s.SignalR.ConnectionStrings = append(s.SignalR.ConnectionStrings, v.connString)
 	}
-	if c.connectionString == "" {
-		problems = append(problems, errors.New("no connection string: set AzureSignalRConnectionString (the app's own setting) or --connection-string"))
+	if given["connection-string-file"] {
+		s.SignalR.ConnectionStringFiles = append(s.SignalR.ConnectionStringFiles, v.connFiles...)
 	}
-	if c.logFormat != "json" && c.logFormat != "console" {
-		problems = append(problems, fmt.Errorf("--log-format %q: choose json or console", c.logFormat))
+	var providerGiven []string
+	for _, f := range providerFlags {
+		if given[f] {
+			providerGiven = append(providerGiven, "--"+f)
+		}
 	}
-	if _, err := parseLevel(c.logLevel); err != nil {
+	if len(providerGiven) > 0 {
+		switch len(s.Providers) {
+		case 0:
+			s.Providers = []providerSettings{{}}
+			fallthrough
+		case 1:
+			p := &s.Providers[0]
+			for _, f := range providerFlags {
+				if given[f] {
+					v.applyProvider(p, f)
+				}
+			}
+		default:
+			problems = append(problems, fmt.Errorf("%s apply to a single identity provider, but %s configures %d; set them in the file instead", strings.Join(providerGiven, ", "), v.configFile, len(s.Providers)))
+		}
+	}
+	problems = append(problems, s.validate()...)
+	// Connection strings are checked here too, so that one run reports
+	// every problem, not one per attempt.
+	if css, err := collectConnectionStrings(s, env); err != nil {
+		problems = append(problems, err)
+	} else if _, err := parseEndpoints(css); err != nil {
 		problems = append(problems, err)
 	}
-	if c.leeway < 0 || c.leeway > 5*time.Minute {
-		problems = append(problems, fmt.Errorf("--leeway %s: choose a value from 0s to 5m", c.leeway))
+	return s, v, errors.Join(problems...)
+}
+
+// usageError is a command line that did not parse, as opposed to a
+// configuration with problems.
+type usageError struct{ error }
+
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// apply copies one given top-level flag's value over the file's.
+func (v *flagValues) apply(s *settings, name string) error {
+	switch name {
+	case "listen":
+		s.Listen = v.s.Listen
+	case "admin-listen":
+		s.AdminListen = v.s.AdminListen
+	case "upstream":
+		s.Upstream = v.s.Upstream
+	case "service":
+		s.Service = v.s.Service
+	case "negotiate-path":
+		s.NegotiatePaths = v.s.NegotiatePaths
+	case "max-body-bytes":
+		s.MaxBodyBytes = v.s.MaxBodyBytes
+	case "log-level":
+		s.LogLevel = v.s.LogLevel
+	case "log-format":
+		s.LogFormat = v.s.LogFormat
+	case "shutdown-timeout":
+		s.ShutdownTimeout = v.s.ShutdownTimeout
+	case "reload-interval":
+		s.ReloadInterval = v.s.ReloadInterval
+	case "forward-claim":
+		s.Tokens.ForwardClaims = v.s.Tokens.ForwardClaims
+	case "max-token-lifetime":
+		s.Tokens.MaxTokenLifetime = v.s.Tokens.MaxTokenLifetime
+	case "bind-to-caller-expiry":
+		s.Tokens.BindToCallerExpiry = v.s.Tokens.BindToCallerExpiry
+	case "close-on-caller-expiry":
+		s.Tokens.CloseOnCallerExpiry = v.s.Tokens.CloseOnCallerExpiry
 	}
-	if c.shutdownTimeout <= 0 {
-		problems = append(problems, fmt.Errorf("--shutdown-timeout %s must be positive", c.shutdownTimeout))
+	return nil
+}
+
+func (v *flagValues) applyProvider(p *providerSettings, name string) {
+	switch name {
+	case "issuer":
+		p.Issuer = v.provider.Issuer
+	case "jwks-url":
+		p.JWKSURLs = v.provider.JWKSURLs
+	case "jwks-file":
+		p.JWKSFile = v.provider.JWKSFile
+	case "audience":
+		p.Audiences = v.provider.Audiences
+	case "user-claim":
+		p.UserClaim = v.provider.UserClaim
+	case "algorithms":
+		p.Algorithms = v.provider.Algorithms
+	case "leeway":
+		l := v.leeway
+		p.Leeway = &l
+	case "jwks-refresh-interval":
+		p.RefreshInterval = v.provider.RefreshInterval
+	case "max-staleness":
+		p.MaxStaleness = v.provider.MaxStaleness
 	}
-	return c, errors.Join(problems...)
+}
+
+// unknownField matches the YAML decoder's message for an unknown key.
+var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type \S+$`)
+
+// readFile decodes the configuration file strictly: an unknown key is an
+// error naming the key and its line, because a misspelt key that is silently
+// ignored is a setting the user believes in and does not have.
+func (s *settings) readFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--config: %w", err)
+	}
+	s.configFile = path
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(s); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // an empty file sets nothing
+		}
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			var msgs []string
+			for _, m := range te.Errors {
+				if sm := unknownField.FindStringSubmatch(m); sm != nil {
+					m = fmt.Sprintf("line %s: unknown key %q; see the configuration reference in the README for the keys there are", sm[1], sm[2])
+				}
+				msgs = append(msgs, fmt.Sprintf("%s %s", path, m))
+			}
+			return errors.New(strings.Join(msgs, "\n"))
+		}
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	var extra yaml.Node
+	if dec.Decode(&extra) != io.EOF {
+		return fmt.Errorf("%s: holds more than one YAML document; keep the configuration in one", path)
+	}
+	return nil
+}
+
+// validate checks every setting and returns all problems found.
+func (s *settings) validate() []error {
+	var problems []error
+	add := func(format string, args ...any) { problems = append(problems, fmt.Errorf(format, args...)) }
+	if s.Upstream == "" {
+		add("upstream is required (--upstream or upstream:): the app's address in the pod, such as http://127.0.0.1:80")
+	} else if u, err := url.Parse(s.Upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		add("upstream %q must be an absolute http or https URL, such as http://127.0.0.1:80", s.Upstream)
+	}
+	if s.Service != "signalr" && s.Service != "webpubsub" {
+		add("service %q: choose signalr or webpubsub", s.Service)
+	}
+	if _, err := proxy.NewMatcher(s.NegotiatePaths); err != nil {
+		add("%v", err)
+	}
+	if s.MaxBodyBytes < 1024 || s.MaxBodyBytes > 16<<20 {
+		add("max_body_bytes %d: choose from 1024 to 16777216", s.MaxBodyBytes)
+	}
+	if s.LogFormat != "json" && s.LogFormat != "console" {
+		add("log format %q: choose json or console", s.LogFormat)
+	}
+	if _, err := parseLevel(s.LogLevel); err != nil {
+		problems = append(problems, err)
+	}
+	if s.ShutdownTimeout <= 0 {
+		add("shutdown timeout %s must be positive", s.ShutdownTimeout)
+	}
+	if s.ReloadInterval < 100*time.Millisecond {
+		add("reload interval %s: choose at least 100ms", s.ReloadInterval)
+	}
+	if len(s.Providers) == 0 {
+		add("no identity provider: give --issuer and --audience, or list providers: in the configuration file")
+	}
+	var names []string
+	for i := range s.Providers {
+		p := &s.Providers[i]
+		if p.Name == "" {
+			p.Name = defaultProviderName(p.Issuer, i)
+		}
+		where := "provider " + strconv.Quote(p.Name)
+		if slices.Contains(names, p.Name) {
+			add("%s: the name is used twice; names label metrics and must differ", where)
+		}
+		names = append(names, p.Name)
+		if p.Issuer == "" {
+			add("%s: issuer is required (--issuer): the exact iss claim of your callers' tokens", where)
+		}
+		if len(p.Audiences) == 0 {
+			add("%s: at least one audience is required (--audience): the aud your callers' tokens carry", where)
+		}
+		for _, u := range p.JWKSURLs {
+			if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+				add("%s: JWKS URL %q must be an absolute http or https URL", where, u)
+			}
+		}
+		if p.UserClaim == "" {
+			p.UserClaim = "sub"
+		}
+		if len(p.Algorithms) == 0 {
+			p.Algorithms = slices.Clone(auth.DefaultAlgorithms)
+		}
+		for _, a := range p.Algorithms {
+			if !slices.Contains(auth.DefaultAlgorithms, a) {
+				add("%s: algorithm %q is not accepted; choose from %s (never none or HS*)", where, a, strings.Join(auth.DefaultAlgorithms, ","))
+			}
+		}
+		if p.Leeway == nil {
+			l := defaultLeeway
+			p.Leeway = &l
+		} else if *p.Leeway < 0 || *p.Leeway > 5*time.Minute {
+			add("%s: leeway %s: choose a value from 0s to 5m", where, *p.Leeway)
+		}
+		if p.RefreshInterval == 0 {
+			p.RefreshInterval = defaultRefreshInterval
+		} else if p.RefreshInterval < time.Minute {
+			add("%s: refresh interval %s: choose at least 1m; rotated keys are fetched on demand anyway", where, p.RefreshInterval)
+		}
+		if p.MaxStaleness < 0 || (p.MaxStaleness > 0 && p.MaxStaleness < 2*p.RefreshInterval) {
+			add("%s: max staleness %s must be 0 (never) or at least twice the refresh interval (%s)", where, p.MaxStaleness, p.RefreshInterval)
+		}
+	}
+	for _, c := range s.Tokens.ForwardClaims {
+		if c == "" {
+			add("forward_claims: a claim name is empty")
+		}
+	}
+	if s.Tokens.MaxTokenLifetime < 0 {
+		add("max token lifetime %s must not be negative", s.Tokens.MaxTokenLifetime)
+	}
+	if s.Tokens.CloseOnCallerExpiry && !s.Tokens.BindToCallerExpiry {
+		add("close_on_caller_expiry needs bind_to_caller_expiry: the connection can only close when the token it was opened with expires")
+	}
+	return problems
+}
+
+// defaultProviderName names a provider after its issuer's host, which reads
+// well in metrics ("login.microsoftonline.com").
+func defaultProviderName(issuer string, i int) string {
+	if u, err := url.Parse(issuer); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return "provider-" + strconv.Itoa(i+1)
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
 )
 
 // demoAccessKey stands for the AccessKey of an Azure SignalR connection
@@ -39,13 +40,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return err
 	}
-	level := "warn"
+	lvl := "warn"
 	if *verbose {
-		level = "info"
-	}
-	log, err := newLogger(level, "console", stderr)
-	if err != nil {
-		return err
+		lvl = "info"
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -68,18 +65,18 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer stopFn()
 
-	cfg := config{
-		listen:           "127.0.0.1:0",
-		adminListen:      "127.0.0.1:0",
-		upstream:         fnURL,
-		issuer:           idpURL,
-		audiences:        []string{"api://demo"},
-		userClaim:        "sub",
-		leeway:           30 * time.Second,
-		connectionString: "Endpoint=https://demo.service.signalr.net;AccessKey=" + demoAccessKey + ";Version=1.0;",
-		shutdownTimeout:  5 * time.Second,
+	leeway := 30 * time.Second
+	cfg := defaultSettings()
+	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Upstream = fnURL
+	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.Providers = []providerSettings{{Name: "demo", Issuer: idpURL, Audiences: []string{"api://demo"}, Leeway: &leeway}}
+	cfg.SignalR.ConnectionStrings = []string{"Endpoint=https://demo.service.signalr.net;AccessKey=" + demoAccessKey + ";Version=1.0;"}
+	if errs := cfg.validate(); len(errs) > 0 {
+		return errors.Join(errs...)
 	}
-	s, err := start(ctx, cfg, log)
+	level := zap.NewAtomicLevelAt(levelOf(lvl))
+	s, err := start(ctx, cfg, environment{}, nil, newLogger(level, "console", stderr), level)
 	if err != nil {
 		return err
 	}

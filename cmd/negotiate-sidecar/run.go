@@ -8,25 +8,22 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
 	"github.com/negotiate-sidecar/negotiate-sidecar/proxy"
-	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite"
 )
 
 // run is the whole program; main only adds signals and the exit status.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// environ is the process environment as os.Environ gives it.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	env := newEnvironment(environ)
 	if len(args) > 0 {
 		switch args[0] {
 		case "demo":
@@ -34,25 +31,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "version":
 			fmt.Fprintln(stdout, "negotiate-sidecar", version)
 			return nil
+		case "check":
+			return runCheck(ctx, args[1:], env, stdout, stderr)
 		}
 	}
-	cfg, err := parseConfig(args, getenv, stderr)
+	s, _, err := loadSettings(args, env, false, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", indent(err))
 	}
-	log, err := newLogger(cfg.logLevel, cfg.logFormat, stderr)
-	if err != nil {
-		return err
-	}
+	level := zap.NewAtomicLevelAt(levelOf(s.LogLevel))
+	log := newLogger(level, s.LogFormat, stderr)
 	defer func() { _ = log.Sync() }()
-	s, err := start(ctx, cfg, log)
+	sc, err := start(ctx, s, env, args, log, level)
 	if err != nil {
 		return err
 	}
-	return s.wait()
+	return sc.wait()
 }
 
 // indent puts each joined error on its own indented line.
@@ -64,6 +65,7 @@ func indent(err error) error {
 // sidecar is a started proxy and admin server.
 type sidecar struct {
 	log        *zap.Logger
+	cur        *current
 	proxyAddr  net.Addr
 	adminAddr  net.Addr
 	proxySrv   *http.Server
@@ -75,152 +77,105 @@ type sidecar struct {
 	shutdownIn time.Duration
 }
 
-// start builds the sidecar from cfg, opens both listeners and serves until
-// ctx ends. Call wait for the result.
-func start(ctx context.Context, cfg config, log *zap.Logger) (*sidecar, error) {
-	upstream, err := url.Parse(cfg.upstream)
-	if err != nil {
-		return nil, fmt.Errorf("--upstream: %w", err)
-	}
-	cs, err := rewrite.ParseConnectionString(cfg.connectionString)
-	if err != nil {
-		return nil, err // the parser's messages never contain the key
-	}
-	if cs.AccessKey == "" {
-		return nil, fmt.Errorf("connection string: AuthType=%s (Microsoft Entra ID) has no AccessKey; the sidecar signs tokens with an access key, so use a connection string with AccessKey", cs.AuthType)
-	}
-	rw, err := rewrite.New(rewrite.SignalR, []rewrite.Key{{Hosts: cs.Hosts(), Secret: []byte(cs.AccessKey)}}, rewrite.Options{})
-	if err != nil {
-		return nil, err
-	}
-	matcher, err := proxy.NewMatcher(cfg.negotiatePaths)
-	if err != nil {
-		return nil, fmt.Errorf("--negotiate-path: %w", err)
-	}
+// start builds the sidecar from s, opens both listeners and serves until ctx
+// ends. Call wait for the result. args and env are kept to re-read the
+// configuration when a watched file changes.
+func start(ctx context.Context, s settings, env environment, args []string, log *zap.Logger, level zap.AtomicLevel) (*sidecar, error) {
+	// Background work (key refreshes, reloads) runs on a context that ends
+	// only after the servers have drained, not with the first signal.
+	bg, cancelBG := context.WithCancel(context.WithoutCancel(ctx))
+	ok := false
+	defer func() {
+		if !ok {
+			cancelBG()
+		}
+	}()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	jwksRefreshes := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "negotiate_sidecar_jwks_refresh_total",
-		Help: "Fetches of the identity provider's keys (discovery and JWKS) by result (success or failure).",
-	}, []string{"result"})
-	reg.MustRegister(jwksRefreshes)
-	for _, r := range []string{"success", "failure"} {
-		jwksRefreshes.WithLabelValues(r)
+	cur := &current{}
+	m := newSidecarMetrics(reg, cur, time.Now)
+	d := deps{
+		log:       log,
+		metrics:   proxy.NewMetrics(reg),
+		transport: proxy.NewTransport(),
+		pool:      newKeyPool(bg, log, &http.Client{Timeout: 10 * time.Second}, m.keyFetch),
 	}
-
-	var static []byte
-	if cfg.jwksFile != "" {
-		if static, err = os.ReadFile(cfg.jwksFile); err != nil {
-			return nil, fmt.Errorf("--jwks-file: %w", err)
-		}
-	}
-	ksCfg := auth.KeySetConfig{
-		JWKSURLs: cfg.jwksURLs,
-		Static:   static,
-		Client:   &http.Client{Timeout: 10 * time.Second},
-		Logger:   log.Named("jwks"),
-		OnRefresh: func(err error) {
-			if err != nil {
-				jwksRefreshes.WithLabelValues("failure").Inc()
-				return
-			}
-			jwksRefreshes.WithLabelValues("success").Inc()
-		},
-	}
-	if len(cfg.jwksURLs) == 0 && len(static) == 0 {
-		ksCfg.Issuer = cfg.issuer // discover the JWKS
-	}
-	keys, err := auth.NewKeySet(ksCfg)
-	if err != nil {
-		return nil, err
-	}
-	authn, err := auth.New(auth.Config{Providers: []auth.Provider{{
-		Issuer:     cfg.issuer,
-		Audiences:  cfg.audiences,
-		Algorithms: cfg.algorithms,
-		Leeway:     cfg.leeway,
-		UserClaim:  cfg.userClaim,
-		Keys:       keys.Keyfunc,
-		Loaded:     keys.Loaded,
-	}}})
+	rt, err := buildRuntime(s, env, d)
 	if err != nil {
 		return nil, fmt.Errorf("configuration:\n%w", indent(err))
 	}
-	handler, err := proxy.New(proxy.Config{
-		Upstream:      upstream,
-		Authenticator: authn,
-		Rewriter:      rw,
-		Negotiate:     matcher,
-		Logger:        log.Named("proxy"),
-		Metrics:       proxy.NewMetrics(reg),
-	})
-	if err != nil {
-		return nil, err
-	}
+	cur.p.Store(rt)
 
-	proxyLn, err := net.Listen("tcp", cfg.listen)
+	proxyLn, err := net.Listen("tcp", s.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("--listen: %w", err)
+		return nil, fmt.Errorf("listen: %w", err)
 	}
-	adminLn, err := net.Listen("tcp", cfg.adminListen)
+	adminLn, err := net.Listen("tcp", s.AdminListen)
 	if err != nil {
 		proxyLn.Close()
-		return nil, fmt.Errorf("--admin-listen: %w", err)
+		return nil, fmt.Errorf("admin listen: %w", err)
 	}
 
-	bg, cancelBG := context.WithCancel(context.WithoutCancel(ctx))
-	s := &sidecar{
+	sc := &sidecar{
 		log:        log,
+		cur:        cur,
 		proxyAddr:  proxyLn.Addr(),
 		adminAddr:  adminLn.Addr(),
 		errc:       make(chan error, 2),
 		ctx:        ctx,
 		cancelBG:   cancelBG,
-		shutdownIn: cfg.shutdownTimeout,
+		shutdownIn: s.ShutdownTimeout,
 	}
 	ready := func() error {
-		switch {
-		case s.draining.Load():
+		if sc.draining.Load() {
 			return errors.New("shutting down")
-		case !keys.Loaded():
-			return errors.New("no identity provider key loaded yet")
 		}
-		return nil
+		return cur.load().ready(time.Now())
 	}
-	s.proxySrv = &http.Server{
-		Handler:           handler,
+	sc.proxySrv = &http.Server{
+		Handler:           cur,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 		BaseContext:       func(net.Listener) context.Context { return bg },
 	}
-	s.adminSrv = &http.Server{
+	sc.adminSrv = &http.Server{
 		Handler:           adminHandler(reg, ready),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          zap.NewStdLog(log.Named("admin")),
 	}
 
-	// Keys are refreshed on a context that outlives each request, and ends
-	// only after the servers have drained.
-	go keys.Run(bg)
-	go s.serve(s.proxySrv, proxyLn, "proxy")
-	go s.serve(s.adminSrv, adminLn, "admin")
+	rl := &reloader{args: args, env: env, deps: d, cur: cur, level: level, every: s.ReloadInterval,
+		seen: fingerprint(watched(s)), onDone: m.reload, settle: 10 * time.Second}
+	go rl.run(bg)
+	go sc.serve(sc.proxySrv, proxyLn, "proxy")
+	go sc.serve(sc.adminSrv, adminLn, "admin")
 	log.Info("started",
 		zap.String("version", version),
-		zap.String("upstream", upstream.Redacted()),
-		zap.String("issuer", cfg.issuer),
-		zap.Strings("audiences", cfg.audiences),
-		zap.Strings("signalr_hosts", cs.Hosts()),
+		zap.String("upstream", s.Upstream),
+		zap.String("service", s.Service),
+		zap.Strings("providers", rt.authn.Providers()),
+		zap.Strings("endpoints", endpointSummary(rt.endpoints)),
+		zap.String("config", s.configFile),
 	)
-	return s, nil
+	ok = true
+	return sc, nil
 }
 
-func (s *sidecar) serve(srv *http.Server, ln net.Listener, name string) {
-	s.log.Info("listening", zap.String("listener", name), zap.String("addr", ln.Addr().String()))
+// endpointSummary describes endpoints for logs: hosts and key sources, never keys.
+func endpointSummary(es []endpoint) []string {
+	var out []string
+	for _, e := range es {
+		out = append(out, fmt.Sprintf("%s (%d key(s) from %s)", strings.Join(e.hosts, ","), len(e.keys), strings.Join(e.sources, ", ")))
+	}
+	return out
+}
+
+func (sc *sidecar) serve(srv *http.Server, ln net.Listener, name string) {
+	sc.log.Info("listening", zap.String("listener", name), zap.String("addr", ln.Addr().String()))
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		s.errc <- fmt.Errorf("%s server: %w", name, err)
+		sc.errc <- fmt.Errorf("%s server: %w", name, err)
 	}
 }
 
@@ -228,24 +183,24 @@ func (s *sidecar) serve(srv *http.Server, ln net.Listener, name string) {
 // readiness turns 503 so that no new traffic is sent, in-flight requests
 // finish within the shutdown timeout, and the admin server goes last so
 // probes keep answering while the proxy drains.
-func (s *sidecar) wait() error {
-	defer s.cancelBG()
+func (sc *sidecar) wait() error {
+	defer sc.cancelBG()
 	select {
-	case err := <-s.errc:
+	case err := <-sc.errc:
 		return err
-	case <-s.ctx.Done():
+	case <-sc.ctx.Done():
 	}
-	s.draining.Store(true)
-	s.log.Info("shutting down: readiness is now 503, draining in-flight requests", zap.Duration("timeout", s.shutdownIn))
-	ctx, cancel := context.WithTimeout(context.Background(), s.shutdownIn)
+	sc.draining.Store(true)
+	sc.log.Info("shutting down: readiness is now 503, draining in-flight requests", zap.Duration("timeout", sc.shutdownIn))
+	ctx, cancel := context.WithTimeout(context.Background(), sc.shutdownIn)
 	defer cancel()
-	err := s.proxySrv.Shutdown(ctx)
+	err := sc.proxySrv.Shutdown(ctx)
 	if err != nil {
-		s.log.Warn("in-flight requests did not finish in time", zap.Error(err))
-		_ = s.proxySrv.Close()
+		sc.log.Warn("in-flight requests did not finish in time", zap.Error(err))
+		_ = sc.proxySrv.Close()
 	}
-	_ = s.adminSrv.Shutdown(ctx)
-	s.log.Info("stopped")
+	_ = sc.adminSrv.Shutdown(ctx)
+	sc.log.Info("stopped")
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
@@ -274,22 +229,17 @@ func adminHandler(reg *prometheus.Registry, ready func() error) http.Handler {
 func parseLevel(s string) (zapcore.Level, error) {
 	var l zapcore.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return l, fmt.Errorf("--log-level %q: choose debug, info, warn or error", s)
+		return l, fmt.Errorf("log level %q: choose debug, info, warn or error", s)
 	}
 	return l, nil
 }
 
-func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
-	l, err := parseLevel(level)
-	if err != nil {
-		return nil, err
-	}
+func newLogger(level zap.AtomicLevel, format string, w io.Writer) *zap.Logger {
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
 	enc := zapcore.NewJSONEncoder(encCfg)
 	if format == "console" {
-		encCfg = zap.NewDevelopmentEncoderConfig()
-		enc = zapcore.NewConsoleEncoder(encCfg)
+		enc = zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), l)), nil
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level))
 }

@@ -97,8 +97,7 @@ func startRun(t *testing.T, env map[string]string, args ...string) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	args = append([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...)
-	getenv := func(k string) string { return env[k] }
-	go func() { r.done <- run(ctx, args, getenv, io.Discard, r.logs) }()
+	go func() { r.done <- run(ctx, args, environ(env), io.Discard, r.logs) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -224,7 +223,11 @@ func TestRunEndToEnd(t *testing.T) {
 	for _, want := range []string{
 		`negotiate_sidecar_negotiate_requests_total{outcome="rewritten"} 1`,
 		`negotiate_sidecar_negotiate_requests_total{outcome="unauthenticated"} 1`,
-		`negotiate_sidecar_jwks_refresh_total{result="success"}`,
+		`negotiate_sidecar_jwks_fetch_success_total{provider="127.0.0.1:`,
+		`negotiate_sidecar_jwt_authn_allowed_total{provider="127.0.0.1:`,
+		`negotiate_sidecar_jwt_authn_denied_total{provider="",reason="malformed"} 1`,
+		`negotiate_sidecar_jwks_keys{provider="127.0.0.1:`,
+		`negotiate_sidecar_build_info{go_version="go`,
 		`negotiate_sidecar_upstream_duration_seconds_count{result="response",route="negotiate"} 1`,
 	} {
 		if !strings.Contains(metrics, want) {
@@ -279,7 +282,7 @@ func TestRunStartsWhileIdentityProviderIsDown(t *testing.T) {
 	if code, _ := get(t, r.admin+"/healthz"); code != 200 {
 		t.Errorf("/healthz = %d, want 200", code)
 	}
-	if code, body := get(t, r.admin+"/readyz"); code != 503 || !strings.Contains(body, "no identity provider key") {
+	if code, body := get(t, r.admin+"/readyz"); code != 503 || !strings.Contains(body, "no key loaded yet") {
 		t.Errorf("/readyz = %d %q, want 503", code, body)
 	}
 	// A token of the configured issuer waits for keys; it cannot be judged yet.
@@ -298,7 +301,8 @@ func TestConfigurationErrors(t *testing.T) {
 		env  map[string]string
 		want []string
 	}{
-		{"nothing", nil, nil, []string{"--upstream is required", "--issuer is required", "--audience is required", "no connection string"}},
+		{"nothing", nil, nil, []string{"upstream is required", "no identity provider", "no connection string"}},
+		{"issuer without audience", []string{"--issuer", "https://idp.test/"}, nil, []string{`provider "idp.test": at least one audience is required`}},
 		{"bad upstream", append([]string{"--upstream", "127.0.0.1:80"}, good[2:]...), nil, []string{"must be an absolute http or https URL"}},
 		{"bad log format", append([]string{"--log-format", "xml"}, good...), nil, []string{"choose json or console"}},
 		{"bad env duration", good, map[string]string{"NEGOTIATE_SIDECAR_LEEWAY": "soon"}, []string{"NEGOTIATE_SIDECAR_LEEWAY"}},
@@ -312,7 +316,7 @@ func TestConfigurationErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, tt.args...)
 			var stderr syncBuffer
-			err := run(context.Background(), args, func(k string) string { return tt.env[k] }, io.Discard, &stderr)
+			err := run(context.Background(), args, environ(tt.env), io.Discard, &stderr)
 			if err == nil {
 				t.Fatal("run succeeded")
 			}
@@ -343,4 +347,13 @@ func TestVersionAndDemo(t *testing.T) {
 			t.Errorf("demo output lacks %s:\n%s", want, out.String())
 		}
 	}
+}
+
+// environ turns a map into os.Environ's form.
+func environ(m map[string]string) []string {
+	var out []string
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	return out
 }

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
+)
+
+// errCheckFailed makes check exit non-zero after its report said why.
+var errCheckFailed = errors.New("check found problems; see the report above")
+
+// report prints one line per check, and under a failure what to do.
+type report struct {
+	w        io.Writer
+	problems int
+}
+
+func (r *report) ok(subject, format string, args ...any) {
+	fmt.Fprintf(r.w, "ok    %-28s %s\n", subject, fmt.Sprintf(format, args...))
+}
+
+func (r *report) fail(subject, what, todo string) {
+	r.problems++
+	fmt.Fprintf(r.w, "FAIL  %-28s %s\n", subject, what)
+	if todo != "" {
+		fmt.Fprintf(r.w, "      %-28s -> %s\n", "", todo)
+	}
+}
+
+// runCheck validates the configuration as the sidecar would read it, then
+// contacts everything the sidecar depends on, and prints a readable report.
+// With --token it also judges that token as the sidecar would.
+func runCheck(ctx context.Context, args []string, env environment, stdout, stderr io.Writer) error {
+	r := &report{w: stdout}
+	s, v, err := loadSettings(args, env, true, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			return err // the command line itself did not parse
+		}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			r.fail("configuration", line, "")
+		}
+		fmt.Fprintf(stdout, "\n%d problem(s) in the configuration; fix them and run check again.\n", r.problems)
+		return errCheckFailed
+	}
+	where := "flags and environment"
+	if s.configFile != "" {
+		where = s.configFile + ", flags and environment"
+	}
+	r.ok("configuration", "read from %s: %d provider(s), service %s", where, len(s.Providers), s.Service)
+
+	client := &http.Client{Timeout: 10 * time.Second}
+	var providers []auth.Provider
+	for _, ps := range s.Providers {
+		if p, ok := checkProvider(ctx, r, ps, client); ok {
+			providers = append(providers, p)
+		}
+	}
+
+	css, _ := collectConnectionStrings(s, env) // validated with the settings
+	endpoints, _ := parseEndpoints(css)
+	for _, e := range endpoints {
+		r.ok("endpoint "+e.hosts[0], "%d key(s), from %s", len(e.keys), strings.Join(e.sources, ", "))
+	}
+
+	checkUpstream(ctx, r, s.Upstream, client)
+
+	if v.token != "" {
+		checkToken(r, v.token, providers, len(providers) == len(s.Providers))
+	}
+	if r.problems > 0 {
+		fmt.Fprintf(stdout, "\n%d problem(s) found.\n", r.problems)
+		return errCheckFailed
+	}
+	fmt.Fprintln(stdout, "\nAll checks passed.")
+	return nil
+}
+
+// checkProvider fetches the provider's keys once and reports how it went.
+func checkProvider(ctx context.Context, r *report, ps providerSettings, client *http.Client) (auth.Provider, bool) {
+	subject := fmt.Sprintf("provider %q", ps.Name)
+	var static []byte
+	if ps.JWKSFile != "" {
+		var err error
+		if static, err = os.ReadFile(ps.JWKSFile); err != nil {
+			r.fail(subject, fmt.Sprintf("JWKS file: %v", err), "check jwks_file / --jwks-file")
+			return auth.Provider{}, false
+		}
+	}
+	cfg := auth.KeySetConfig{JWKSURLs: ps.JWKSURLs, Static: static, Client: client}
+	if len(ps.JWKSURLs) == 0 && len(static) == 0 {
+		cfg.Issuer = ps.Issuer
+	}
+	ks, err := auth.NewKeySet(cfg)
+	if err != nil {
+		r.fail(subject, err.Error(), "a JWKS file must hold {\"keys\": [...]} with at least one public signature key")
+		return auth.Provider{}, false
+	}
+	if err := ks.Refresh(ctx); err != nil {
+		for _, e := range splitJoined(err) {
+			r.fail(subject, e.Error(), providerHint(ps, e))
+		}
+		return auth.Provider{}, false
+	}
+	source := "JWKS file " + ps.JWKSFile
+	switch {
+	case len(ps.JWKSURLs) > 0:
+		source = "JWKS " + strings.Join(ps.JWKSURLs, ", ")
+	case len(static) == 0:
+		source = "discovery at " + strings.TrimSuffix(ps.Issuer, "/") + "/.well-known/openid-configuration"
+	}
+	r.ok(subject, "%d key(s) from %s; issuer %s, audiences %s, user claim %q", ks.Count(), source, ps.Issuer, strings.Join(ps.Audiences, ","), ps.UserClaim)
+	return auth.Provider{
+		Name: ps.Name, Issuer: ps.Issuer, Audiences: ps.Audiences, Algorithms: ps.Algorithms,
+		Leeway: *ps.Leeway, UserClaim: ps.UserClaim, Keys: ks.Keyfunc, Loaded: ks.Loaded,
+	}, true
+}
+
+func providerHint(ps providerSettings, err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "names issuer"):
+		return "set issuer to the iss value your tokens carry, exactly, trailing slash included"
+	case strings.Contains(msg, "discovery") && strings.Contains(msg, "status 404"):
+		return "the issuer URL has no discovery document; check the issuer, or give the JWKS location with --jwks-url"
+	case strings.Contains(msg, "discovery"):
+		return "check the issuer URL and that this machine can reach it, or give --jwks-url"
+	case strings.Contains(msg, "no usable signature key"), strings.Contains(msg, "not a JWKS document"):
+		return "the URL does not serve a JWKS; check --jwks-url"
+	default:
+		return "check the URL and that this machine (and the pod) can reach it; the sidecar keeps retrying, but refuses negotiate until keys load"
+	}
+}
+
+// checkUpstream tells whether the app answers at all; any HTTP status will do.
+func checkUpstream(ctx context.Context, r *report, upstream string, client *http.Client) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, upstream, nil)
+	if err == nil {
+		start := time.Now()
+		var resp *http.Response
+		if resp, err = client.Do(req); err == nil {
+			resp.Body.Close()
+			r.ok("upstream", "%s answered %s in %s", upstream, resp.Status, time.Since(start).Round(time.Millisecond))
+			return
+		}
+	}
+	r.fail("upstream", fmt.Sprintf("%s: %v", upstream, err), "start the app, or point --upstream at the port it listens on in the pod")
+}
+
+// checkToken judges a token as the sidecar would, and explains a refusal
+// with what the token says against what is configured.
+func checkToken(r *report, token string, providers []auth.Provider, complete bool) {
+	token = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(token), "Bearer "))
+	if len(providers) == 0 {
+		r.fail("token", "no provider could be loaded, so the token cannot be judged", "fix the providers above first")
+		return
+	}
+	a, err := auth.New(auth.Config{Providers: providers})
+	if err != nil {
+		r.fail("token", err.Error(), "")
+		return
+	}
+	id, err := a.Authenticate([]string{"Bearer " + token})
+	if err == nil {
+		left := time.Until(id.Expiry).Round(time.Second)
+		r.ok("token", "accepted by provider %q: user id %q, expires in %s", id.Provider, id.UserID, left)
+		return
+	}
+	var ae *auth.Error
+	if !errors.As(err, &ae) {
+		r.fail("token", err.Error(), "")
+		return
+	}
+	claims := jwt.MapClaims{}
+	_, _, _ = jwt.NewParser().ParseUnverified(token, claims)
+	var p *auth.Provider
+	for i := range providers {
+		if providers[i].Name == ae.Provider {
+			p = &providers[i]
+		}
+	}
+	todo := ""
+	switch ae.Reason {
+	case auth.ReasonIssuer:
+		var issuers []string
+		for _, p := range providers {
+			issuers = append(issuers, p.Issuer)
+		}
+		todo = fmt.Sprintf("the token's iss is %q; configured issuers: %s", claims["iss"], strings.Join(issuers, ", "))
+		if !complete {
+			todo += " (some providers failed to load above)"
+		}
+	case auth.ReasonAudience:
+		todo = fmt.Sprintf("the token's aud is %v; provider %q accepts %s: add the token's audience with --audience, or request tokens for one of these", claims["aud"], ae.Provider, strings.Join(p.Audiences, ", "))
+	case auth.ReasonExpired:
+		if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+			todo = fmt.Sprintf("the token expired at %s; get a fresh one", exp.UTC().Format(time.RFC3339))
+		}
+	case auth.ReasonUnknownKey:
+		todo = "the token's kid is not in the provider's JWKS: was it issued by another tenant or environment?"
+	case auth.ReasonAlgorithm:
+		todo = fmt.Sprintf("accepted algorithms: %s", strings.Join(p.Algorithms, ","))
+	case auth.ReasonUserClaim:
+		names := slices.Sorted(func(yield func(string) bool) {
+			for k := range claims {
+				if !yield(k) {
+					return
+				}
+			}
+		})
+		todo = fmt.Sprintf("choose --user-claim among the token's claims: %s", strings.Join(names, ", "))
+	}
+	r.fail("token", fmt.Sprintf("refused (%s): %v", ae.Reason, ae.Err), todo)
+}
+
+// splitJoined returns the errors inside an errors.Join, or err alone.
+func splitJoined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	goruntime "runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// sidecarMetrics are the metrics of the wiring: key fetches, key set state,
+// reloads and build information. The proxy registers its own.
+type sidecarMetrics struct {
+	fetchOK     *prometheus.CounterVec
+	fetchFailed *prometheus.CounterVec
+	reloads     *prometheus.CounterVec
+}
+
+func newSidecarMetrics(reg *prometheus.Registry, cur *current, now func() time.Time) *sidecarMetrics {
+	m := &sidecarMetrics{
+		fetchOK: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "negotiate_sidecar_jwks_fetch_success_total",
+			Help: "Successful fetches of an identity provider's keys (discovery and JWKS), by provider.",
+		}, []string{"provider"}),
+		fetchFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "negotiate_sidecar_jwks_fetch_failed_total",
+			Help: "Failed fetches of an identity provider's keys, by provider. The last good keys stay in use.",
+		}, []string{"provider"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "negotiate_sidecar_config_reloads_total",
+			Help: "Configuration reloads after a watched file changed, by result (success or failure).",
+		}, []string{"result"}),
+	}
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "negotiate_sidecar_build_info",
+		Help:        "Always 1; the labels tell the version and Go version of the running binary.",
+		ConstLabels: prometheus.Labels{"version": version, "go_version": goruntime.Version()},
+	})
+	build.Set(1)
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.fetchOK, m.fetchFailed, m.reloads, build,
+		keySetCollector{cur: cur, now: now},
+	)
+	for _, r := range []string{"success", "failure"} {
+		m.reloads.WithLabelValues(r)
+	}
+	return m
+}
+
+func (m *sidecarMetrics) keyFetch(provider string, err error) {
+	if err != nil {
+		m.fetchFailed.WithLabelValues(provider).Inc()
+		return
+	}
+	m.fetchOK.WithLabelValues(provider).Inc()
+}
+
+func (m *sidecarMetrics) reload(ok bool) {
+	if ok {
+		m.reloads.WithLabelValues("success").Inc()
+		return
+	}
+	m.reloads.WithLabelValues("failure").Inc()
+}
+
+// keySetCollector reports each provider's key set as it is at scrape time,
+// for whichever providers the current configuration has.
+type keySetCollector struct {
+	cur *current
+	now func() time.Time
+}
+
+var (
+	keysDesc = prometheus.NewDesc("negotiate_sidecar_jwks_keys",
+		"Verification keys held, by provider.", []string{"provider"}, nil)
+	ageDesc = prometheus.NewDesc("negotiate_sidecar_jwks_age_seconds",
+		"Seconds since every JWKS source of the provider last answered; absent for static key sets and before the first fetch.", []string{"provider"}, nil)
+)
+
+func (c keySetCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- keysDesc
+	ch <- ageDesc
+}
+
+func (c keySetCollector) Collect(ch chan<- prometheus.Metric) {
+	rt := c.cur.load()
+	if rt == nil {
+		return
+	}
+	for _, p := range rt.providers {
+		ch <- prometheus.MustNewConstMetric(keysDesc, prometheus.GaugeValue, float64(p.keys.Count()), p.settings.Name)
+		if last := p.keys.LastSuccess(); p.keys.Remote() && !last.IsZero() {
+			ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, c.now().Sub(last).Seconds(), p.settings.Name)
+		}
+	}
+}

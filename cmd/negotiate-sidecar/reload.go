@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"io"
+	"os"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// reloader re-reads the configuration when the configuration file or a
+// connection string file changes, and swaps in a new runtime if the new
+// configuration is good. A bad one is logged and the running configuration
+// stays.
+//
+// Files are compared by content, polled: Kubernetes updates mounted secrets
+// and config maps by swapping a symlink to a new directory, which changes no
+// inode of the path we were given and is easy to miss with file events.
+type reloader struct {
+	args   []string
+	env    environment
+	deps   deps
+	cur    *current
+	level  zap.AtomicLevel
+	every  time.Duration
+	seen   map[string][32]byte
+	onDone func(ok bool) // metrics
+	// settle bounds how long a new runtime may wait for a new provider's
+	// keys before it is swapped in anyway.
+	settle time.Duration
+}
+
+// watched returns the files whose change triggers a reload.
+func watched(s settings) []string {
+	files := slices.Clone(s.SignalR.ConnectionStringFiles)
+	if s.configFile != "" {
+		files = append(files, s.configFile)
+	}
+	return files
+}
+
+func fingerprint(files []string) map[string][32]byte {
+	out := make(map[string][32]byte, len(files))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			data = []byte("unreadable: " + err.Error())
+		}
+		out[f] = sha256.Sum256(data)
+	}
+	return out
+}
+
+func (r *reloader) run(ctx context.Context) {
+	t := time.NewTicker(r.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		files := watched(r.cur.load().settings)
+		now := fingerprint(files)
+		if mapsEqual(now, r.seen) {
+			continue
+		}
+		r.seen = now
+		r.reload(ctx)
+	}
+}
+
+func mapsEqual(a, b map[string][32]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// reload builds and swaps in a runtime from the files as they are now.
+func (r *reloader) reload(ctx context.Context) {
+	log := r.deps.log
+	old := r.cur.load()
+	s, _, err := loadSettings(r.args, r.env, false, io.Discard)
+	if err == nil {
+		var rt *runtime
+		if rt, err = buildRuntime(s, r.env, r.deps); err == nil {
+			r.settleKeys(ctx, rt)
+			r.cur.p.Store(rt)
+			keep := map[string]bool{}
+			for _, p := range rt.providers {
+				keep[p.keyID] = true
+			}
+			r.deps.pool.retain(keep)
+			r.seen = fingerprint(watched(s))
+			warnRestartNeeded(log, old.settings, s)
+			if lvl, lerr := parseLevel(s.LogLevel); lerr == nil {
+				r.level.SetLevel(lvl)
+			}
+			log.Info("configuration reloaded", zap.Strings("providers", rt.authn.Providers()), zap.Int("endpoints", len(rt.endpoints)))
+			r.onDone(true)
+			return
+		}
+	}
+	// Drop key sets started for the failed attempt.
+	keep := map[string]bool{}
+	for _, p := range old.providers {
+		keep[p.keyID] = true
+	}
+	r.deps.pool.retain(keep)
+	log.Error("configuration change not applied; still running the previous configuration", zap.Error(err))
+	r.onDone(false)
+}
+
+// settleKeys waits, within r.settle, until every provider of rt has keys, so
+// that adding a provider does not briefly refuse its callers.
+func (r *reloader) settleKeys(ctx context.Context, rt *runtime) {
+	deadline := time.Now().Add(r.settle)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if rt.ready(time.Now()) == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// warnRestartNeeded logs settings that only take effect at start.
+func warnRestartNeeded(log *zap.Logger, old, s settings) {
+	for _, c := range []struct {
+		name     string
+		old, new any
+	}{
+		{"listen", old.Listen, s.Listen},
+		{"admin_listen", old.AdminListen, s.AdminListen},
+		{"log_format", old.LogFormat, s.LogFormat},
+		{"shutdown_timeout", old.ShutdownTimeout, s.ShutdownTimeout},
+		{"reload_interval", old.ReloadInterval, s.ReloadInterval},
+	} {
+		if c.old != c.new {
+			log.Warn("setting changed; restart to apply it", zap.String("setting", c.name))
+		}
+	}
+}
+
+// levelOf is the zap level for a validated level name.
+func levelOf(name string) zapcore.Level {
+	l, _ := parseLevel(name)
+	return l
+}

@@ -1,0 +1,39 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+)
+
+const headerRequestID = "X-Request-ID"
+
+// ensureRequestID keeps a well-formed X-Request-ID from the caller (an
+// ingress in front usually sets one) or makes a new one, and sets it on the
+// request to the app and on the response, so that one id follows a request
+// through every log. W3C traceparent headers are left alone: they pass
+// through untouched.
+func ensureRequestID(w http.ResponseWriter, r *http.Request) {
+	id := r.Header.Get(headerRequestID)
+	if len(r.Header.Values(headerRequestID)) != 1 || !validRequestID(id) {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+		r.Header.Set(headerRequestID, id)
+	}
+	w.Header().Set(headerRequestID, id)
+}
+
+// validRequestID accepts up to 128 visible ASCII characters, so that an id
+// cannot break a log line or smuggle a header.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
