@@ -150,7 +150,9 @@ func newIDP(t *testing.T, keys ...signingKey) *idp {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(body)
 	})
-	p.Server = httptest.NewServer(mux)
+	// Assigned before it starts: the handlers read p.URL.
+	p.Server = httptest.NewUnstartedServer(mux)
+	p.Start()
 	t.Cleanup(p.Close)
 	return p
 }

@@ -15,6 +15,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -64,15 +66,22 @@ func newTestIDP(t *testing.T) *testIDP {
 		enc := func(i *big.Int) string { return base64.RawURLEncoding.EncodeToString(i.FillBytes(make([]byte, 32))) }
 		fmt.Fprintf(w, `{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","use":"sig","x":%q,"y":%q}]}`, enc(key.X), enc(key.Y))
 	})
-	p.Server = httptest.NewServer(mux)
+	// Assigned before it starts: the handlers read p.URL.
+	p.Server = httptest.NewUnstartedServer(mux)
+	p.Start()
 	t.Cleanup(p.Close)
 	return p
 }
 
 func (p *testIDP) mint(t *testing.T, sub string) string {
 	t.Helper()
+	return p.mintFor(t, sub, "api://app")
+}
+
+func (p *testIDP) mintFor(t *testing.T, sub, aud string) string {
+	t.Helper()
 	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
-		"iss": p.URL, "aud": "api://app", "sub": sub, "exp": time.Now().Add(time.Minute).Unix(),
+		"iss": p.URL, "aud": aud, "sub": sub, "exp": time.Now().Add(time.Minute).Unix(),
 	})
 	tok.Header["kid"] = "k1"
 	s, err := tok.SignedString(p.key)
@@ -356,4 +365,86 @@ func environ(m map[string]string) []string {
 		out = append(out, k+"="+v)
 	}
 	return out
+}
+
+// TestTwoProvidersTwoEndpointsTwoKeysEach runs one sidecar for two identity
+// providers and two SignalR endpoints, each in the middle of a key rotation
+// (a primary and a secondary key), configured the way a Functions app with
+// several endpoints is: through Azure__SignalR__Endpoints__* settings.
+func TestTwoProvidersTwoEndpointsTwoKeysEach(t *testing.T) {
+	idpA, idpB := newTestIDP(t), newTestIDP(t)
+	keys := map[string][2]string{
+		"east": {"ZWFzdC1wcmltYXJ5LWtleS1mb3ItdGhlLXRlc3QtMDE=", "ZWFzdC1zZWNvbmRhcnkta2V5LWZvci10aGUtdGVzdC0w"},
+		"west": {"d2VzdC1wcmltYXJ5LWtleS1mb3ItdGhlLXRlc3QtMDE=", "d2VzdC1zZWNvbmRhcnkta2V5LWZvci10aGUtdGVzdC0w"},
+	}
+	aud := func(ep string) string { return "https://" + ep + ".service.signalr.net/client/?hub=chat" }
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ep, k := r.URL.Query().Get("ep"), r.URL.Query().Get("k")
+		key := keys[ep][0]
+		if k == "1" {
+			key = keys[ep][1]
+		}
+		tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"exp": time.Now().Add(time.Hour).Unix(), "aud": aud(ep)}).SignedString([]byte(key))
+		fmt.Fprintf(w, `{"url":%q,"accessToken":%q}`, aud(ep), tok)
+	}))
+	defer app.Close()
+
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`upstream: %s
+providers:
+  - name: a
+    issuer: %s
+    audiences: [api://app]
+  - name: b
+    issuer: %s
+    audiences: [api://b]
+    user_claim: sub
+`, app.URL, idpA.URL, idpB.URL)), 0o600)
+	cs := func(ep string, i int) string {
+		return "Endpoint=https://" + ep + ".service.signalr.net;AccessKey=" + keys[ep][i] + ";Version=1.0;"
+	}
+	env := map[string]string{
+		"Azure__SignalR__Endpoints__east:primary":    cs("east", 0),
+		"Azure__SignalR__Endpoints__east:secondary":  cs("east", 1),
+		"Azure__SignalR__Endpoints__west__primary":   cs("west", 0),
+		"Azure__SignalR__Endpoints__west__secondary": cs("west", 1),
+	}
+	r := startRun(t, env, "--config", cfg)
+	waitStatus(t, r.admin+"/readyz", 200)
+
+	callers := map[string]string{"a": idpA.mint(t, "user-of-a"), "b": idpB.mintFor(t, "user-of-b", "api://b")}
+	for _, provider := range []string{"a", "b"} {
+		for _, ep := range []string{"east", "west"} {
+			for k := range 2 {
+				code, body := negotiate(t, fmt.Sprintf("%s/api/negotiate?ep=%s&k=%d", r.proxy, ep, k), callers[provider])
+				if code != 200 {
+					t.Errorf("provider %s, %s key %d: %d %s", provider, ep, k, code, body)
+					continue
+				}
+				var out struct{ AccessToken string }
+				json.Unmarshal([]byte(body), &out)
+				// The rewritten token must verify with the very key that
+				// signed the app's token, and no other.
+				tok, err := jwt.Parse(out.AccessToken, func(*jwt.Token) (any, error) { return []byte(keys[ep][k]), nil })
+				if err != nil {
+					t.Errorf("provider %s, %s key %d: not signed with that key: %v", provider, ep, k, err)
+					continue
+				}
+				if got := tok.Claims.(jwt.MapClaims)["asrs.s.uid"]; got != "user-of-"+provider {
+					t.Errorf("asrs.s.uid = %v", got)
+				}
+			}
+		}
+	}
+
+	// A token claiming provider b's issuer but signed with a's key is refused.
+	forged := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"iss": idpB.URL, "aud": "api://b", "sub": "mallory", "exp": time.Now().Add(time.Minute).Unix()})
+	forged.Header["kid"] = "k1"
+	s, _ := forged.SignedString(idpA.key)
+	if code, _ := negotiate(t, r.proxy+"/api/negotiate?ep=east", s); code != 401 {
+		t.Errorf("issuer b signed with a's key: %d, want 401", code)
+	}
+	if !strings.Contains(r.logs.String(), `"endpoints":["east.service.signalr.net (2 key(s)`) {
+		t.Errorf("the start log does not list the endpoints:\n%s", r.logs)
+	}
 }
