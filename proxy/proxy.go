@@ -334,6 +334,15 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		w.WriteHeader(499) // logged only; the connection is closed
 		return
 	}
+	var re *rewrite.Error
+	if n != nil && errors.As(err, &re) && re.Reason == rewrite.ReasonCallerExpired {
+		// The caller's token expired while the app answered (it was within
+		// the leeway when checked): the caller must get a new one, as for
+		// any expired token.
+		n.outcome = OutcomeUnauthenticated
+		writeUnauthorized(w, auth.ReasonExpired)
+		return
+	}
 	if n != nil && n.outcome == OutcomeRewriteFailed {
 		writeProblem(w, http.StatusBadGateway, "Bad gateway", "The app's negotiate response could not be verified and rewritten.")
 		return

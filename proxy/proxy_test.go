@@ -113,7 +113,7 @@ func newHarness(t testing.TB, h http.HandlerFunc, mutate func(*Config)) *harness
 	if err != nil {
 		t.Fatal(err)
 	}
-	authn, err := auth.New(auth.Config{Providers: []auth.Provider{{Name: "test", Issuer: issuer, Audiences: []string{audience}, Keys: ks.Keyfunc, Loaded: ks.Loaded}}})
+	authn, err := auth.New(auth.Config{Providers: []auth.Provider{{Name: "test", Issuer: issuer, Audiences: []string{audience}, Leeway: 30 * time.Second, Keys: ks.Keyfunc, Loaded: ks.Loaded}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,5 +573,37 @@ func TestWebSocketUpgradePassesThrough(t *testing.T) {
 	line, err := br.ReadString('\n')
 	if err != nil || line != "echo:ping\n" {
 		t.Fatalf("after upgrade read %q, %v", line, err)
+	}
+}
+
+func TestTokenOptionsApplyToTheCaller(t *testing.T) {
+	withOptions := func(c *Config) {
+		rw, err := rewrite.New(rewrite.SignalR, []rewrite.Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(accessKey)}},
+			rewrite.Options{ForwardClaims: []string{"email"}, BindToCallerExpiry: true, CloseOnCallerExpiry: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Rewriter = rw
+	}
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, negotiateBody(accessKey)) }, withOptions)
+
+	exp := time.Now().Add(10 * time.Minute).Unix()
+	resp, body := h.do(t, "POST", "/api/negotiate", bearer(h.mint(t, jwt.MapClaims{"email": "alice@contoso.com", "exp": exp})))
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	c := claimsOf(t, body)
+	if c["email"] != "alice@contoso.com" || c["asrs.s.coae"] != "true" || c["asrs.s.aeo"] != fmt.Sprint(exp) {
+		t.Errorf("claims %v", c)
+	}
+	if got, _ := jwt.MapClaims(c).GetExpirationTime(); got.Unix() != exp {
+		t.Errorf("exp = %v, want the caller's %d", got, exp)
+	}
+
+	// A token that expired a moment ago passes the leeway but cannot give
+	// the connection a future: the caller is told to get a new one.
+	resp, body = h.do(t, "POST", "/api/negotiate", bearer(h.mint(t, jwt.MapClaims{"exp": time.Now().Add(-5 * time.Second).Unix()})))
+	if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "expired") {
+		t.Fatalf("expired caller: %d %q %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
 	}
 }

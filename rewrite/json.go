@@ -116,9 +116,18 @@ func (o object) appendJSON(dst []byte) []byte {
 // and & alone: nothing here is embedded in HTML, and the fewer bytes we
 // change the easier a rewritten token is to compare with the original.
 func appendQuoted(dst []byte, s string) []byte {
+	dst, _ = appendValue(dst, s) // a Go string always encodes
+	return dst
+}
+
+// appendValue writes v as compact JSON, strings escaped as appendQuoted does
+// them. A json.Number keeps its exact digits. On error dst is returned as is.
+func appendValue(dst []byte, v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // a Go string always encodes
-	return append(dst, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+	if err := enc.Encode(v); err != nil {
+		return dst, err
+	}
+	return append(dst, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...), nil
 }

@@ -32,24 +32,68 @@ type Format struct {
 	// URLField, if set, names a body member whose URL carries the same token
 	// in its access_token query parameter; it is rewritten to match.
 	URLField string
+	// ReservedClaims are claims the service reads as instructions (who the
+	// user is, what it may do, how long the token lives), so that
+	// Options.ForwardClaims may not name them: New refuses. The UserClaim is
+	// always reserved.
+	ReservedClaims []string
+	// ReservedPrefixes are prefixes of the service's own claim names, which
+	// Options.ForwardClaims may not name either.
+	ReservedPrefixes []string
+	// PrefixedClaims are claim names the service keeps for itself but lets a
+	// customer claim carry under CustomClaimPrefix+name, handing it back
+	// under its own name. Options.ForwardClaims writes them so.
+	PrefixedClaims []string
+	// CustomClaimPrefix is the prefix for PrefixedClaims; required when
+	// there are any.
+	CustomClaimPrefix string
+	// CloseOnExpiryClaim and ExpiresOnClaim name the claims that ask the
+	// service to close a connection when its user's authentication expires,
+	// and say when that is. Empty when the service has no such feature; New
+	// then refuses Options.CloseOnCallerExpiry.
+	CloseOnExpiryClaim, ExpiresOnClaim string
 }
 
 // SignalR is the Azure SignalR Service format: {"url", "accessToken"}, the
 // user id in asrs.s.uid. The PascalCase spelling comes from the .NET isolated
 // worker.
+//
+// Every asrs.* claim is the service's. nameid (and the long .NET name it maps
+// to) is reserved too: older SDKs put the user id there, and a forwarded one
+// must not be able to pose as it. The SDKs carry customer claims named like
+// registered JWT claims as asrs.u.<name>; the .NET SDK does it only for aud,
+// exp, iat and nbf, but the token also carries iss, and the SDK strips the
+// prefix from any asrs.u. claim it gets back, so every registered name is
+// prefixed here.
 var SignalR = Format{
 	Name:        "signalr",
 	UserClaim:   "asrs.s.uid",
 	TokenFields: []string{"accessToken", "AccessToken"},
+	ReservedClaims: []string{
+		"nameid",
+		"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier",
+	},
+	ReservedPrefixes:   []string{"asrs."},
+	PrefixedClaims:     []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti"},
+	CustomClaimPrefix:  "asrs.u.",
+	CloseOnExpiryClaim: "asrs.s.coae",
+	ExpiresOnClaim:     "asrs.s.aeo",
 }
 
 // WebPubSub is the Azure Web PubSub format: {"baseUrl", "url", "accessToken"},
 // the user id in sub, and the token repeated in url.
+//
+// Web PubSub has no prefix to carry customer claims named like its own, so
+// forwarding refuses every registered JWT name and the permission and group
+// claims (group is the spelling older documentation gives webpubsub.group),
+// and, as it costs nothing, any webpubsub.* or asrs.* name.
 var WebPubSub = Format{
-	Name:        "webpubsub",
-	UserClaim:   "sub",
-	TokenFields: []string{"accessToken"},
-	URLField:    "url",
+	Name:             "webpubsub",
+	UserClaim:        "sub",
+	TokenFields:      []string{"accessToken"},
+	URLField:         "url",
+	ReservedClaims:   []string{"role", "group", "iss", "sub", "aud", "exp", "nbf", "iat", "jti"},
+	ReservedPrefixes: []string{"asrs.", "webpubsub."},
 }
 
 // Key is an access key and the endpoint hosts whose tokens it signs.
@@ -74,6 +118,8 @@ const (
 	ReasonSignature       Reason = "signature"        // no configured key verifies the token
 	ReasonTooLong         Reason = "too_long"         // the result exceeds MaxTokenLength
 	ReasonURLMismatch     Reason = "url_mismatch"     // the URL's token differs from the token field
+	ReasonCallerExpired   Reason = "caller_expired"   // the caller's token expires before the service token starts
+	ReasonCallerClaim     Reason = "caller_claim"     // a forwarded caller claim cannot be written as JSON
 )
 
 // Error is a failed rewrite. It never contains a token or a key.
@@ -107,20 +153,47 @@ type Caller struct {
 // zero value adds only the user id.
 type Options struct {
 	// ForwardClaims names caller claims copied into the token, so that they
-	// reach the app in the service's upstream events. Names that are
-	// registered JWT claims (iss, sub, aud, exp, nbf, iat, jti) are written
-	// as "asrs.u.<name>", as the Azure SDK does, and the service hands them
-	// back under their own name. A claim the caller lacks is skipped.
+	// reach the app in the service's upstream events. A name in the format's
+	// PrefixedClaims is written as CustomClaimPrefix+name: for SignalR the
+	// registered JWT claims (iss, sub, aud, exp, nbf, iat, jti) become
+	// "asrs.u.<name>", as the Azure SDK writes them, and the service hands
+	// them back under their own name. New refuses empty names, names the
+	// format reserves (its user claim, its system claims, for SignalR
+	// anything starting with "asrs."), and names listed twice.
+	//
+	// Values are written as JSON, arrays and objects included. A claim the
+	// caller lacks, or whose value is null, is skipped. A claim the token
+	// already has is overwritten in place; new ones go right after the user
+	// id, in the order listed, ahead of the token's own claims, where the SDK
+	// puts customer claims.
 	ForwardClaims []string
 	// MaxTokenLifetime, if positive, caps the token's exp at its iat (or,
-	// without iat, the current time) plus this duration.
+	// without a numeric iat, the current time) plus this duration, in whole
+	// seconds. A token the cap would leave dead, expiring at or before the
+	// later of its nbf and the current time, is refused
+	// (ReasonMalformedToken): the upstream's clock is off, or it issued the
+	// token long ago. New refuses negative durations and durations under a
+	// second.
 	MaxTokenLifetime time.Duration
-	// BindToCallerExpiry caps the token's exp at the caller's token expiry,
-	// so that a connection's credentials never outlive the caller's.
+	// BindToCallerExpiry caps the token's exp at the caller's token expiry
+	// (Caller.Expiry, if not zero), so that a connection's credentials never
+	// outlive the caller's. A caller whose token expires at or before the
+	// later of the token's nbf and the current time gets an *Error with
+	// ReasonCallerExpired: a token that is dead on arrival helps nobody.
+	//
+	// With MaxTokenLifetime or BindToCallerExpiry set, the earlier cap wins,
+	// a token without exp gets one, and a token whose exp is not a number
+	// is refused (ReasonMalformedToken). An exp already below the cap keeps
+	// its exact text.
 	BindToCallerExpiry bool
-	// CloseOnCallerExpiry also sets asrs.s.coae ("true") and asrs.s.aeo (the
-	// caller's expiry in unix seconds, as a string), which ask the service
-	// to close the connection when the caller's token expires.
+	// CloseOnCallerExpiry also sets the format's CloseOnExpiryClaim and
+	// ExpiresOnClaim: for SignalR asrs.s.coae ("true") and asrs.s.aeo (the
+	// caller's expiry in unix seconds, as a string), exactly as the Azure
+	// SDK writes them, which ask the service to close the connection when
+	// the caller's token expires. Callers with a zero Expiry get neither.
+	// New requires BindToCallerExpiry too, so that the token never promises
+	// a connection life its exp would not allow, and refuses formats
+	// without such claims (Web PubSub).
 	CloseOnCallerExpiry bool
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
@@ -128,9 +201,11 @@ type Options struct {
 
 // Rewriter puts a user id into the token of negotiate response bodies.
 type Rewriter struct {
-	format Format
-	keys   []Key
-	opts   Options
+	format   Format
+	keys     []Key
+	opts     Options
+	forward  []forwardClaim
+	lifetime int64 // MaxTokenLifetime in whole seconds; 0 for none
 }
 
 // New returns a Rewriter for the format, trusting the given keys.
@@ -146,10 +221,23 @@ func New(format Format, keys []Key, opts Options) (*Rewriter, error) {
 			return nil, fmt.Errorf("rewrite: key %d needs a secret and at least one host", i)
 		}
 	}
+	if len(format.PrefixedClaims) > 0 && format.CustomClaimPrefix == "" {
+		return nil, errors.New("rewrite: the format has prefixed claims but no custom claim prefix")
+	}
+	forward, err := checkOptions(format, opts)
+	if err != nil {
+		return nil, err
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Rewriter{format: format, keys: keys, opts: opts}, nil
+	return &Rewriter{
+		format:   format,
+		keys:     keys,
+		opts:     opts,
+		forward:  forward,
+		lifetime: int64(opts.MaxTokenLifetime / time.Second),
+	}, nil
 }
 
 // Rewrite returns body with the user id set in its token. It verifies the
@@ -197,9 +285,9 @@ func (r *Rewriter) findToken(obj object) (field, token string, err error) {
 	return field, token, nil
 }
 
-// rewriteToken checks the signature, sets the user claim and signs again with
-// the key that verified. The header segment is kept byte for byte; every
-// other claim keeps its exact text.
+// rewriteToken checks the signature, sets the user claim and what the Options
+// ask for, and signs again with the key that verified. The header segment is
+// kept byte for byte; every other claim keeps its exact text.
 func (r *Rewriter) rewriteToken(token string, c Caller) (string, error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
@@ -259,6 +347,9 @@ func (r *Rewriter) rewriteToken(token string, c Caller) (string, error) {
 	}
 
 	claims = claims.set(r.format.UserClaim, appendQuoted(nil, c.UserID))
+	if claims, err = r.applyOptions(claims, c); err != nil {
+		return "", err
+	}
 	payload := base64.RawURLEncoding.EncodeToString(claims.appendJSON(nil))
 	unsigned := parts[0] + "." + payload
 	out := unsigned + "." + base64.RawURLEncoding.EncodeToString(sign(newHash, key, unsigned))

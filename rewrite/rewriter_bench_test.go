@@ -1,6 +1,9 @@
 package rewrite
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // BenchmarkRewrite measures one negotiate body rewrite: parse, verify, set
 // the claim, sign. It is the sidecar's whole added cost per negotiate beyond
@@ -15,6 +18,30 @@ func BenchmarkRewrite(b *testing.B) {
 	b.SetBytes(int64(len(in)))
 	for b.Loop() {
 		if _, err := r.Rewrite(in, Caller{UserID: "alice@contoso.com"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRewriteWithOptions adds every option: two forwarded claims, both
+// exp caps and the close-on-expiry claims.
+func BenchmarkRewriteWithOptions(b *testing.B) {
+	r := newOptionsRewriter(b, SignalR, Options{
+		ForwardClaims:       []string{"tid", "roles"},
+		MaxTokenLifetime:    30 * time.Minute,
+		BindToCallerExpiry:  true,
+		CloseOnCallerExpiry: true,
+	})
+	in := body(signHS256(sdkHeader, sdkClaims, testKey))
+	c := Caller{
+		UserID: "alice@contoso.com",
+		Claims: map[string]any{"tid": "72f988bf-86f1-41af-91ab-2d7cd011db47", "roles": []any{"reader", "writer"}},
+		Expiry: time.Unix(1732695600, 0),
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(in)))
+	for b.Loop() {
+		if _, err := r.Rewrite(in, c); err != nil {
 			b.Fatal(err)
 		}
 	}
