@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -605,5 +606,52 @@ func TestTokenOptionsApplyToTheCaller(t *testing.T) {
 	resp, body = h.do(t, "POST", "/api/negotiate", bearer(h.mint(t, jwt.MapClaims{"exp": time.Now().Add(-5 * time.Second).Unix()})))
 	if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "expired") {
 		t.Fatalf("expired caller: %d %q %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
+	}
+}
+
+func TestRequestIDAndTraceContext(t *testing.T) {
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-ID", "from-the-app")
+		io.WriteString(w, negotiateBody(accessKey))
+	}, nil)
+	const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	tests := []struct {
+		name   string
+		sent   []string
+		keep   bool
+		header http.Header
+	}{
+		{"kept when well formed", []string{"req-123"}, true, nil},
+		{"generated when absent", nil, false, nil},
+		{"replaced when it could break a log line", []string{"a b\tc"}, false, nil},
+		{"replaced when repeated", []string{"one", "two"}, false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hdr := bearer(h.mint(t, nil))
+			hdr["X-Request-Id"] = tt.sent
+			hdr.Set("Traceparent", traceparent)
+			resp, _ := h.do(t, "POST", "/api/negotiate", hdr)
+			got := resp.Header.Values("X-Request-ID")
+			if len(got) != 1 {
+				t.Fatalf("response X-Request-ID = %q, want exactly one", got)
+			}
+			if tt.keep && got[0] != tt.sent[0] {
+				t.Errorf("X-Request-ID = %q, want the caller's %q", got[0], tt.sent[0])
+			}
+			if !tt.keep && (len(got[0]) != 32 || slices.Contains(tt.sent, got[0])) {
+				t.Errorf("X-Request-ID = %q, want a new 32-character id", got[0])
+			}
+			r := h.up.last(t)
+			if r.Header.Get("X-Request-ID") != got[0] {
+				t.Errorf("the app saw request id %q, the caller %q", r.Header.Get("X-Request-ID"), got[0])
+			}
+			if r.Header.Get("Traceparent") != traceparent {
+				t.Errorf("traceparent = %q, want it untouched", r.Header.Get("Traceparent"))
+			}
+			if !strings.Contains(h.logText(), `"request_id":"`+got[0]+`"`) {
+				t.Errorf("the negotiate log line lacks the request id")
+			}
+		})
 	}
 }
