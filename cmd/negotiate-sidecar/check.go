@@ -32,6 +32,8 @@ func (r *report) ok(subject, format string, args ...any) {
 
 func (r *report) fail(subject, what, todo string) {
 	r.problems++
+	// One line per check keeps the report a table.
+	what = strings.ReplaceAll(what, "\n", "; ")
 	fmt.Fprintf(r.w, "FAIL  %-28s %s\n", subject, what)
 	if todo != "" {
 		fmt.Fprintf(r.w, "      %-28s -> %s\n", "", todo)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -219,22 +220,32 @@ func loadSettings(args []string, env environment, check bool, stderr io.Writer) 
 		if !ok || val == "" {
 			return
 		}
-		given[f.Name] = true
 		if _, repeatable := f.Value.(listFlag); repeatable {
 			for _, item := range splitList(val) {
 				_ = f.Value.Set(item)
 			}
+			given[f.Name] = true
 			return
 		}
 		if err := f.Value.Set(val); err != nil {
+			// Not marked as given: the flag now holds a zero value that
+			// must not override the file and cause a second, false error.
 			problems = append(problems, fmt.Errorf("%s=%q: %v", name, val, err))
+			return
 		}
+		given[f.Name] = true
 	})
 
 	s := defaultSettings()
 	if v.configFile != "" {
 		if err := s.readFile(v.configFile); err != nil {
 			problems = append(problems, err)
+			var ue unusableFile
+			if errors.As(err, &ue) {
+				// Checking the defaults would only add false problems
+				// about settings the file may well have.
+				return s, v, errors.Join(problems...)
+			}
 		}
 	}
 	for name := range given {
@@ -267,15 +278,17 @@ func loadSettings(args []string, env environment, check bool, stderr io.Writer) 
 				}
 			}
 		default:
-			problems = append(problems, fmt.Errorf("%s apply to a single identity provider, but %s configures %d; set them in the file instead", strings.Join(providerGiven, ", "), v.configFile, len(s.Providers)))
+			problems = append(problems, fmt.Errorf("%s (flags or NEGOTIATE_SIDECAR_* variables) describe a single identity provider, but %s configures %d; set them in the file instead", strings.Join(providerGiven, ", "), v.configFile, len(s.Providers)))
 		}
 	}
 	problems = append(problems, s.validate()...)
 	// Connection strings are checked here too, so that one run reports
 	// every problem, not one per attempt.
-	if css, err := collectConnectionStrings(s, env); err != nil {
+	css, err := collectConnectionStrings(s, env)
+	if err != nil {
 		problems = append(problems, err)
-	} else if _, err := parseEndpoints(css); err != nil {
+	}
+	if _, err := parseEndpoints(css); err != nil {
 		problems = append(problems, err)
 	}
 	return s, v, errors.Join(problems...)
@@ -357,7 +370,7 @@ var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in typ
 func (s *settings) readFile(path string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("--config: %w", err)
+		return unusableFile{fmt.Errorf("--config: %w", err)}
 	}
 	s.configFile = path
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -367,23 +380,55 @@ func (s *settings) readFile(path string) error {
 			return nil // an empty file sets nothing
 		}
 		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			var msgs []string
-			for _, m := range te.Errors {
-				if sm := unknownField.FindStringSubmatch(m); sm != nil {
-					m = fmt.Sprintf("line %s: unknown key %q; see the configuration reference in the README for the keys there are", sm[1], sm[2])
-				}
-				msgs = append(msgs, fmt.Sprintf("%s %s", path, m))
-			}
-			return errors.New(strings.Join(msgs, "\n"))
+		if !errors.As(err, &te) {
+			return unusableFile{fmt.Errorf("%s: %w", path, err)}
 		}
-		return fmt.Errorf("%s: %w", path, err)
+		var msgs []string
+		lost := false
+		for _, m := range te.Errors {
+			if sm := unknownField.FindStringSubmatch(m); sm != nil {
+				m = fmt.Sprintf("line %s: unknown key %q; see the configuration reference in the README for the keys there are", sm[1], sm[2])
+			}
+			// The decoder drops a whole mapping with a repeated key.
+			lost = lost || strings.Contains(m, "already defined")
+			msgs = append(msgs, fmt.Sprintf("%s %s", path, m))
+		}
+		err := errors.New(strings.Join(msgs, "\n"))
+		if lost {
+			return unusableFile{err}
+		}
+		s.resolvePaths(path)
+		return err
 	}
 	var extra yaml.Node
 	if dec.Decode(&extra) != io.EOF {
 		return fmt.Errorf("%s: holds more than one YAML document; keep the configuration in one", path)
 	}
+	s.resolvePaths(path)
 	return nil
+}
+
+// unusableFile is a configuration file that could not be read or decoded at
+// all, as opposed to one with problems in some of its settings.
+type unusableFile struct{ error }
+
+// resolvePaths makes the file's relative paths relative to the file's own
+// directory, so that a configuration and the files it names can move
+// together, wherever the sidecar is started from.
+func (s *settings) resolvePaths(configPath string) {
+	dir := filepath.Dir(configPath)
+	rel := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	for i := range s.Providers {
+		s.Providers[i].JWKSFile = rel(s.Providers[i].JWKSFile)
+	}
+	for i, f := range s.SignalR.ConnectionStringFiles {
+		s.SignalR.ConnectionStringFiles[i] = rel(f)
+	}
 }
 
 // validate checks every setting and returns all problems found.
@@ -419,7 +464,7 @@ func (s *settings) validate() []error {
 	if len(s.Providers) == 0 {
 		add("no identity provider: give --issuer and --audience, or list providers: in the configuration file")
 	}
-	var names []string
+	var names, issuers []string
 	for i := range s.Providers {
 		p := &s.Providers[i]
 		if p.Name == "" {
@@ -427,14 +472,19 @@ func (s *settings) validate() []error {
 		}
 		where := "provider " + strconv.Quote(p.Name)
 		if slices.Contains(names, p.Name) {
-			add("%s: the name is used twice; names label metrics and must differ", where)
+			add("%s: the name is used twice; give each provider its own name: (names label metrics and must differ)", where)
 		}
 		names = append(names, p.Name)
 		if p.Issuer == "" {
 			add("%s: issuer is required (--issuer): the exact iss claim of your callers' tokens", where)
+		} else if slices.Contains(issuers, p.Issuer) {
+			add("%s: issuer %q is configured twice; a token must map to exactly one provider, so merge their audiences into one", where, p.Issuer)
 		}
+		issuers = append(issuers, p.Issuer)
 		if len(p.Audiences) == 0 {
 			add("%s: at least one audience is required (--audience): the aud your callers' tokens carry", where)
+		} else if slices.Contains(p.Audiences, "") {
+			add("%s: an audience is empty; list the aud values your callers' tokens carry", where)
 		}
 		for _, u := range p.JWKSURLs {
 			if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {

@@ -227,11 +227,17 @@ func adminHandler(reg *prometheus.Registry, ready func() error) http.Handler {
 }
 
 func parseLevel(s string) (zapcore.Level, error) {
-	var l zapcore.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return l, fmt.Errorf("log level %q: choose debug, info, warn or error", s)
+	switch strings.ToLower(s) {
+	case "debug":
+		return zapcore.DebugLevel, nil
+	case "info":
+		return zapcore.InfoLevel, nil
+	case "warn", "warning":
+		return zapcore.WarnLevel, nil
+	case "error":
+		return zapcore.ErrorLevel, nil
 	}
-	return l, nil
+	return zapcore.InfoLevel, fmt.Errorf("log level %q: choose debug, info, warn or error", s)
 }
 
 func newLogger(level zap.AtomicLevel, format string, w io.Writer) *zap.Logger {
