@@ -181,6 +181,16 @@ func newFlagSet(name string, v *flagValues, check bool, stderr io.Writer) *flag.
 	if check {
 		fs.StringVar(&v.token, "token", "", "a caller's `JWT` to judge as the sidecar would")
 	}
+	fs.Usage = func() {
+		out := fs.Output()
+		if check {
+			fmt.Fprint(out, "Usage: negotiate-sidecar check [flags]\n\nValidates the configuration, contacts the identity providers and the app, and reports\none line per check. Exits non-zero if anything failed.\n\n")
+		} else {
+			fmt.Fprint(out, "Usage: negotiate-sidecar [flags]\n       negotiate-sidecar check [flags] [--token JWT]\n       negotiate-sidecar demo [--user ID] [-v]\n       negotiate-sidecar version\n\n")
+		}
+		fmt.Fprint(out, "Every flag can also be set as NEGOTIATE_SIDECAR_<FLAG_NAME> (--jwks-url: NEGOTIATE_SIDECAR_JWKS_URL).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	return fs
 }
 
