@@ -495,7 +495,7 @@ func TestCheckCommandLine(t *testing.T) {
 		wantInErr string // in stderr
 	}{
 		{"help", []string{"check", "--help"}, "", "-token JWT"},
-		{"unknown flag", []string{"check", "--tokens", "x"}, "flag provided but not defined: -tokens", "Usage of negotiate-sidecar check"},
+		{"unknown flag", []string{"check", "--tokens", "x"}, "flag provided but not defined: -tokens", "Usage: negotiate-sidecar check"},
 		{"stray argument", []string{"check", "now"}, `unexpected argument "now"; the subcommands are check, demo and version, and flags start with --`, ""},
 	}
 	for _, tt := range tests {
