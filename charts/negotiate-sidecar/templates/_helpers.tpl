@@ -1,0 +1,296 @@
+{{/*
+Names and labels, as `helm create` makes them.
+*/}}
+
+{{/*
+The chart's name, or nameOverride.
+*/}}
+{{- define "negotiate-sidecar.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name of the release's objects. Kubernetes limits some name fields to 63 characters, so it is cut
+there. A release name that already holds the chart name is used as it is.
+*/}}
+{{- define "negotiate-sidecar.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The chart's name and version, for the helm.sh/chart label.
+*/}}
+{{- define "negotiate-sidecar.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels of every object.
+*/}}
+{{- define "negotiate-sidecar.labels" -}}
+helm.sh/chart: {{ include "negotiate-sidecar.chart" . }}
+{{ include "negotiate-sidecar.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Labels that select the pods.
+*/}}
+{{- define "negotiate-sidecar.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "negotiate-sidecar.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Name of the ServiceAccount of the pods.
+*/}}
+{{- define "negotiate-sidecar.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "negotiate-sidecar.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the Secret holding the connection string: the existing one, or the one the chart creates.
+*/}}
+{{- define "negotiate-sidecar.secretName" -}}
+{{- if .Values.connectionString.existingSecret }}
+{{- .Values.connectionString.existingSecret }}
+{{- else }}
+{{- printf "%s-signalr" (include "negotiate-sidecar.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the ConfigMap holding the sidecar's configuration file.
+*/}}
+{{- define "negotiate-sidecar.configMapName" -}}
+{{- printf "%s-config" (include "negotiate-sidecar.fullname" .) }}
+{{- end }}
+
+{{/*
+Name of the Service that exposes only the admin port, for the ServiceMonitor. A Service name is at most 63
+characters.
+*/}}
+{{- define "negotiate-sidecar.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "negotiate-sidecar.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
+An image reference from a map with repository, tag and digest; the digest wins over the tag.
+Called with (list <image map> <default tag> <what, for the error message>).
+*/}}
+{{- define "negotiate-sidecar.imageRef" -}}
+{{- $image := index . 0 }}
+{{- $tag := default (index . 1) $image.tag }}
+{{- $repository := required (printf "%s.repository is required" (index . 2)) $image.repository }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (required (printf "%s.tag or %s.digest is required" (index . 2) (index . 2)) $tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Directory and file of the sidecar's configuration file, when `config` is set.
+*/}}
+{{- define "negotiate-sidecar.configDir" -}}
+/etc/negotiate-sidecar
+{{- end }}
+
+{{/*
+The sidecar's arguments, as a YAML list. Only the addresses and the upstream are always passed; every other
+flag only when its value is set, so that a configuration file can hold it instead.
+*/}}
+{{- define "negotiate-sidecar.args" -}}
+{{- $v := .Values }}
+{{- $args := list
+  (printf "--listen=:%d" (int $v.sidecar.port))
+  (printf "--admin-listen=:%d" (int $v.sidecar.adminPort))
+  (printf "--upstream=http://127.0.0.1:%d" (int $v.functions.port)) }}
+{{- with $v.auth.issuer }}
+{{- $args = append $args (printf "--issuer=%s" .) }}
+{{- end }}
+{{- range $v.auth.jwksUrls }}
+{{- $args = append $args (printf "--jwks-url=%s" .) }}
+{{- end }}
+{{- range $v.auth.audiences }}
+{{- $args = append $args (printf "--audience=%s" .) }}
+{{- end }}
+{{- with $v.auth.userClaim }}
+{{- $args = append $args (printf "--user-claim=%s" .) }}
+{{- end }}
+{{- with $v.auth.algorithms }}
+{{- $args = append $args (printf "--algorithms=%s" (join "," .)) }}
+{{- end }}
+{{- with $v.auth.leeway }}
+{{- $args = append $args (printf "--leeway=%s" .) }}
+{{- end }}
+{{- range $v.sidecar.negotiatePaths }}
+{{- $args = append $args (printf "--negotiate-path=%s" .) }}
+{{- end }}
+{{- with $v.sidecar.logLevel }}
+{{- $args = append $args (printf "--log-level=%s" .) }}
+{{- end }}
+{{- with $v.sidecar.logFormat }}
+{{- $args = append $args (printf "--log-format=%s" .) }}
+{{- end }}
+{{- with $v.sidecar.shutdownTimeout }}
+{{- $args = append $args (printf "--shutdown-timeout=%s" .) }}
+{{- end }}
+{{- if $v.config }}
+{{- $args = append $args (printf "--config=%s/config.yaml" (include "negotiate-sidecar.configDir" $)) }}
+{{- end }}
+{{- range $v.sidecar.extraArgs }}
+{{- $args = append $args . }}
+{{- end }}
+{{- toYaml $args }}
+{{- end }}
+
+{{/*
+Checks of values that the schema cannot express. They fail the rendering with a message that says what to set.
+*/}}
+{{- define "negotiate-sidecar.validate" -}}
+{{- $v := .Values }}
+{{- if and (not $v.auth.issuer) (not $v.config) }}
+{{- fail "set auth.issuer and auth.audiences (your identity provider), or name the providers in config" }}
+{{- end }}
+{{- if and $v.auth.issuer (not $v.auth.audiences) }}
+{{- fail "auth.audiences is required with auth.issuer: the aud values your callers' tokens carry" }}
+{{- end }}
+{{- if and (not $v.connectionString.existingSecret) (not $v.connectionString.value) }}
+{{- fail "set connectionString.existingSecret (the name of a Secret holding the Azure SignalR connection string) or connectionString.value" }}
+{{- end }}
+{{- if eq (int $v.sidecar.port) (int $v.sidecar.adminPort) }}
+{{- fail (printf "sidecar.port and sidecar.adminPort must differ (both are %d)" (int $v.sidecar.port)) }}
+{{- end }}
+{{- if or (eq (int $v.functions.port) (int $v.sidecar.port)) (eq (int $v.functions.port) (int $v.sidecar.adminPort)) }}
+{{- fail (printf "functions.port %d is also a port of the sidecar, and the containers share the pod's network: change sidecar.port or sidecar.adminPort" (int $v.functions.port)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The sidecar container, as one item of a container list. Other charts add it to their pods with
+
+  containers:
+    {{- include "negotiate-sidecar.container" (index .Subcharts "negotiate-sidecar") | nindent 4 }}
+
+(under initContainers when nativeSidecar is true), together with "negotiate-sidecar.volumes" in the pod's
+volumes and "negotiate-sidecar.connectionStringEnv" in the app container's env.
+*/}}
+{{- define "negotiate-sidecar.container" -}}
+{{- include "negotiate-sidecar.validate" . -}}
+- name: {{ .Values.sidecar.name }}
+  image: {{ include "negotiate-sidecar.imageRef" (list .Values.sidecar.image .Chart.AppVersion "sidecar.image") | quote }}
+  imagePullPolicy: {{ .Values.sidecar.image.pullPolicy }}
+  {{- if .Values.nativeSidecar }}
+  restartPolicy: Always
+  {{- end }}
+  args:
+    {{- include "negotiate-sidecar.args" . | nindent 4 }}
+  env:
+    - name: AzureSignalRConnectionString
+      valueFrom:
+        secretKeyRef:
+          name: {{ include "negotiate-sidecar.secretName" . }}
+          key: {{ .Values.connectionString.key }}
+    {{- with .Values.sidecar.extraEnv }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    - name: http
+      containerPort: {{ .Values.sidecar.port }}
+      protocol: TCP
+    - name: admin
+      containerPort: {{ .Values.sidecar.adminPort }}
+      protocol: TCP
+  startupProbe:
+    httpGet:
+      path: /healthz
+      port: admin
+    {{- with .Values.sidecar.startupProbe }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  livenessProbe:
+    httpGet:
+      path: /healthz
+      port: admin
+    {{- with .Values.sidecar.livenessProbe }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  readinessProbe:
+    httpGet:
+      path: /readyz
+      port: admin
+    {{- with .Values.sidecar.readinessProbe }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  resources:
+    {{- toYaml .Values.sidecar.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .Values.sidecar.securityContext | nindent 4 }}
+  {{- if or .Values.config .Values.sidecar.volumeMounts }}
+  volumeMounts:
+    {{- if .Values.config }}
+    - name: negotiate-sidecar-config
+      mountPath: {{ include "negotiate-sidecar.configDir" . }}
+      readOnly: true
+    {{- end }}
+    {{- with .Values.sidecar.volumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- end }}
+{{- end }}
+
+{{/*
+The pod volumes the sidecar container needs, as list items; nothing when it needs none.
+*/}}
+{{- define "negotiate-sidecar.volumes" -}}
+{{- if .Values.config -}}
+- name: negotiate-sidecar-config
+  configMap:
+    name: {{ include "negotiate-sidecar.configMapName" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The environment variable that gives the app container the same connection string, as a list item.
+*/}}
+{{- define "negotiate-sidecar.connectionStringEnv" -}}
+- name: {{ .Values.connectionString.appSetting }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "negotiate-sidecar.secretName" . }}
+      key: {{ .Values.connectionString.key }}
+{{- end }}
+
+{{/*
+Pod annotations that change when the sidecar's configuration file or the created Secret changes, so that
+an upgrade restarts the pods; nothing when neither is rendered.
+*/}}
+{{- define "negotiate-sidecar.podAnnotations" -}}
+{{- $annotations := dict }}
+{{- if .Values.config }}
+{{- $_ := set $annotations "checksum/negotiate-sidecar-config" (toYaml .Values.config | sha256sum) }}
+{{- end }}
+{{- if and (not .Values.connectionString.existingSecret) .Values.connectionString.value }}
+{{- $_ := set $annotations "checksum/negotiate-sidecar-secret" (.Values.connectionString.value | sha256sum) }}
+{{- end }}
+{{- with $annotations }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
