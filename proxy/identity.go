@@ -29,14 +29,16 @@ const maxPrincipalJSON = 6 << 10
 
 // isIdentityHeader reports whether name is one of the Easy Auth identity
 // headers, in any letter case and with '_' for '-': some servers and CGI-style
-// frameworks treat the two alike, so either spelling can impersonate.
+// frameworks treat the two alike, so either spelling can impersonate. The
+// X-MS-TOKEN-* headers, in which App Service passes the caller's provider
+// tokens, count too: an app may trust them as it trusts the principal.
 func isIdentityHeader(name string) bool {
 	n := strings.ToUpper(strings.ReplaceAll(name, "_", "-"))
 	switch n {
 	case headerPrincipal, headerPrincipalID, headerPrincipalName, headerPrincipalIDP:
 		return true
 	}
-	return false
+	return strings.HasPrefix(n, "X-MS-TOKEN-")
 }
 
 // stripIdentity removes every client-supplied identity header.

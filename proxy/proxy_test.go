@@ -463,11 +463,13 @@ func TestUpstreamUnreachable(t *testing.T) {
 func TestSpoofedIdentityHeadersAreStripped(t *testing.T) {
 	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, negotiateBody(accessKey)) }, nil)
 	spoof := http.Header{
-		"X-Ms-Client-Principal-Id":   {"mallory"},
-		"x_ms_client_principal_id":   {"mallory"},
-		"X_MS_CLIENT_PRINCIPAL":      {"bWFsbG9yeQ=="},
-		"X-MS-CLIENT-PRINCIPAL-NAME": {"mallory"},
-		"x-ms-client-principal-idp":  {"evil"},
+		"X-Ms-Client-Principal-Id":    {"mallory"},
+		"x_ms_client_principal_id":    {"mallory"},
+		"X_MS_CLIENT_PRINCIPAL":       {"bWFsbG9yeQ=="},
+		"X-MS-CLIENT-PRINCIPAL-NAME":  {"mallory"},
+		"x-ms-client-principal-idp":   {"evil"},
+		"X-MS-TOKEN-AAD-ID-TOKEN":     {"evil.forged.token"},
+		"x_ms_token_aad_access_token": {"evil.forged.token"},
 	}
 	for _, tc := range []struct {
 		name, path string

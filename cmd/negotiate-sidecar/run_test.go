@@ -448,3 +448,43 @@ providers:
 		t.Errorf("the start log does not list the endpoints:\n%s", r.logs)
 	}
 }
+
+// TestWebPubSub runs the sidecar for Azure Web PubSub: the connection string
+// comes from the app's WebPubSubConnectionString, the user id goes into sub,
+// and the token inside url is replaced by the rewritten one.
+func TestWebPubSub(t *testing.T) {
+	idp := newTestIDP(t)
+	const key = "d2VicHVic3ViLWFjY2Vzcy1rZXktZm9yLXRoZS10ZXN0LTAx"
+	const base = "wss://pubsub.webpubsub.azure.com/client/hubs/chat"
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"aud": "https://pubsub.webpubsub.azure.com/client/hubs/chat", "exp": time.Now().Add(time.Hour).Unix(),
+			"role": []string{"webpubsub.joinLeaveGroup"},
+		}).SignedString([]byte(key))
+		fmt.Fprintf(w, `{"baseUrl":%q,"url":%q,"accessToken":%q}`, base, base+"?access_token="+tok, tok)
+	}))
+	defer app.Close()
+	r := startRun(t, map[string]string{"WebPubSubConnectionString": "Endpoint=https://pubsub.webpubsub.azure.com;AccessKey=" + key + ";Version=1.0;"},
+		"--service", "webpubsub", "--upstream", app.URL, "--issuer", idp.URL, "--audience", "api://app")
+	waitStatus(t, r.admin+"/readyz", 200)
+
+	code, body := negotiate(t, r.proxy+"/api/negotiate", idp.mint(t, "pubsub-user"))
+	if code != 200 {
+		t.Fatalf("negotiate: %d %s", code, body)
+	}
+	var out struct{ BaseURL, URL, AccessToken string }
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.Parse(out.AccessToken, func(*jwt.Token) (any, error) { return []byte(key), nil })
+	if err != nil {
+		t.Fatalf("rewritten token: %v", err)
+	}
+	c := tok.Claims.(jwt.MapClaims)
+	if c["sub"] != "pubsub-user" || c["asrs.s.uid"] != nil {
+		t.Errorf("claims %v: want sub = pubsub-user and no SignalR claim", c)
+	}
+	if out.URL != base+"?access_token="+out.AccessToken || out.BaseURL != base {
+		t.Errorf("url %q does not carry the rewritten token", out.URL)
+	}
+}
