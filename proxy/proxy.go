@@ -25,6 +25,9 @@ import (
 // under 2 KiB, since the token inside must stay under 4096 characters.
 const DefaultMaxBodyBytes = 64 << 10
 
+// DefaultNegotiateTimeout is the default Config.NegotiateTimeout.
+const DefaultNegotiateTimeout = 30 * time.Second
+
 // Authenticator verifies the Authorization header values of a request.
 // *auth.Authenticator implements it.
 type Authenticator interface {
@@ -51,6 +54,12 @@ type Config struct {
 	// MaxBodyBytes bounds a negotiate response body; a larger one is refused
 	// with 502. Default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// NegotiateTimeout bounds how long the app may take to answer a
+	// negotiate, body included; past it the caller gets 504. Negotiate is a
+	// quick function, and a hung app should not hold callers until their own
+	// timeouts. Default DefaultNegotiateTimeout. Other routes have no bound:
+	// they may stream.
+	NegotiateTimeout time.Duration
 	// Transport carries requests to the upstream. Default: NewTransport().
 	Transport http.RoundTripper
 	// Logger receives one line per negotiate request and upstream errors.
@@ -97,6 +106,9 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if cfg.NegotiateTimeout <= 0 {
+		cfg.NegotiateTimeout = DefaultNegotiateTimeout
+	}
 	if cfg.Transport == nil {
 		cfg.Transport = NewTransport()
 	}
@@ -133,6 +145,7 @@ func New(cfg Config) (*Handler, error) {
 // negotiate carries a negotiate request's state between the handler and the
 // reverse proxy's callbacks, which see only the request.
 type negotiate struct {
+	client   context.Context // the caller's own context, to tell its going away from our timeout
 	caller   rewrite.Caller
 	provider string
 	outcome  string // set by the callbacks
@@ -155,6 +168,7 @@ const (
 	OutcomeUpstreamStatus      = "upstream_status"      // non-2xx from upstream, passed through
 	OutcomeRewriteFailed       = "rewrite_failed"       // 502, the upstream body could not be rewritten
 	OutcomeUpstreamUnreachable = "upstream_unreachable" // 502, no answer from upstream
+	OutcomeUpstreamTimeout     = "upstream_timeout"     // 504, the app took longer than NegotiateTimeout
 	OutcomeClientGone          = "client_gone"          // the caller went away first
 )
 
@@ -209,7 +223,7 @@ func (h *Handler) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 			fields = append(fields, zap.Error(n.err))
 		}
 		switch outcome {
-		case OutcomeRewriteFailed, OutcomeUpstreamUnreachable:
+		case OutcomeRewriteFailed, OutcomeUpstreamUnreachable, OutcomeUpstreamTimeout:
 			h.log.Warn("negotiate", fields...)
 		default:
 			h.log.Info("negotiate", fields...)
@@ -246,7 +260,10 @@ func (h *Handler) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 	n.caller = rewrite.Caller{UserID: id.UserID, Claims: id.Claims, Expiry: id.Expiry}
 	n.provider = id.Provider
 	setIdentity(r.Header, id)
-	h.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), negotiateKey{}, n)))
+	n.client = r.Context()
+	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), negotiateKey{}, n), h.cfg.NegotiateTimeout)
+	defer cancel()
+	h.proxy.ServeHTTP(rec, r.WithContext(ctx))
 	var re *rewrite.Error
 	if errors.As(n.err, &re) {
 		reason = string(re.Reason)
@@ -326,6 +343,12 @@ func readBody(resp *http.Response, limit int64) ([]byte, error) {
 // response cannot be rewritten. The detail goes to the log, not the caller.
 func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	n := negotiateFrom(r.Context())
+	if n != nil && n.client.Err() == nil && errors.Is(r.Context().Err(), context.DeadlineExceeded) {
+		n.outcome = OutcomeUpstreamTimeout
+		n.err = err
+		writeProblem(w, http.StatusGatewayTimeout, "Gateway timeout", "The app did not answer the negotiate in time.")
+		return
+	}
 	if r.Context().Err() != nil {
 		// The caller is gone; nobody reads an answer.
 		if n != nil && n.outcome == "" {

@@ -657,3 +657,21 @@ func TestRequestIDAndTraceContext(t *testing.T) {
 		})
 	}
 }
+
+func TestNegotiateTimeout(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}, func(c *Config) { c.NegotiateTimeout = 50 * time.Millisecond })
+	resp, body := h.do(t, "POST", "/api/negotiate", bearer(h.mint(t, nil)))
+	if resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("status %d %q, want 504 problem", resp.StatusCode, body)
+	}
+	if got := testutil.ToFloat64(h.metric(OutcomeUpstreamTimeout)); got != 1 {
+		t.Errorf("upstream_timeout counter = %v, want 1", got)
+	}
+}

@@ -29,16 +29,17 @@ const envPrefix = "NEGOTIATE_SIDECAR_"
 // configuration file, then NEGOTIATE_SIDECAR_* variables, then flags. Its
 // yaml tags are the configuration file's keys.
 type settings struct {
-	Listen          string        `yaml:"listen"`
-	AdminListen     string        `yaml:"admin_listen"`
-	Upstream        string        `yaml:"upstream"`
-	Service         string        `yaml:"service"`
-	NegotiatePaths  []string      `yaml:"negotiate_paths"`
-	MaxBodyBytes    int64         `yaml:"max_body_bytes"`
-	LogLevel        string        `yaml:"log_level"`
-	LogFormat       string        `yaml:"log_format"`
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	ReloadInterval  time.Duration `yaml:"reload_interval"`
+	Listen           string        `yaml:"listen"`
+	AdminListen      string        `yaml:"admin_listen"`
+	Upstream         string        `yaml:"upstream"`
+	Service          string        `yaml:"service"`
+	NegotiatePaths   []string      `yaml:"negotiate_paths"`
+	MaxBodyBytes     int64         `yaml:"max_body_bytes"`
+	NegotiateTimeout time.Duration `yaml:"negotiate_timeout"`
+	LogLevel         string        `yaml:"log_level"`
+	LogFormat        string        `yaml:"log_format"`
+	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout"`
+	ReloadInterval   time.Duration `yaml:"reload_interval"`
 
 	Providers []providerSettings `yaml:"providers"`
 	SignalR   signalRSettings    `yaml:"signalr"`
@@ -85,14 +86,15 @@ const (
 
 func defaultSettings() settings {
 	return settings{
-		Listen:          ":8080",
-		AdminListen:     ":9090",
-		Service:         "signalr",
-		MaxBodyBytes:    proxy.DefaultMaxBodyBytes,
-		LogLevel:        "info",
-		LogFormat:       "json",
-		ShutdownTimeout: 15 * time.Second,
-		ReloadInterval:  defaultReloadInterval,
+		Listen:           ":8080",
+		AdminListen:      ":9090",
+		Service:          "signalr",
+		MaxBodyBytes:     proxy.DefaultMaxBodyBytes,
+		NegotiateTimeout: proxy.DefaultNegotiateTimeout,
+		LogLevel:         "info",
+		LogFormat:        "json",
+		ShutdownTimeout:  15 * time.Second,
+		ReloadInterval:   defaultReloadInterval,
 	}
 }
 
@@ -156,6 +158,7 @@ func newFlagSet(name string, v *flagValues, check bool, stderr io.Writer) *flag.
 	fs.StringVar(&v.s.Service, "service", "signalr", "token format: signalr (asrs.s.uid) or webpubsub (sub, token also in url)")
 	fs.Var(listFlag{&v.s.NegotiatePaths}, "negotiate-path", "path `pattern` whose responses are rewritten, such as /api/*/negotiate (repeatable; default: any path ending in /negotiate)")
 	fs.Int64Var(&v.s.MaxBodyBytes, "max-body-bytes", proxy.DefaultMaxBodyBytes, "largest negotiate response body read, in `bytes`")
+	fs.DurationVar(&v.s.NegotiateTimeout, "negotiate-timeout", proxy.DefaultNegotiateTimeout, "how long the app may take to answer a negotiate before the caller gets 504")
 	fs.StringVar(&v.s.LogLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&v.s.LogFormat, "log-format", "json", "log `format`: json or console")
 	fs.DurationVar(&v.s.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish after SIGTERM")
@@ -327,6 +330,8 @@ func (v *flagValues) apply(s *settings, name string) error {
 		s.NegotiatePaths = v.s.NegotiatePaths
 	case "max-body-bytes":
 		s.MaxBodyBytes = v.s.MaxBodyBytes
+	case "negotiate-timeout":
+		s.NegotiateTimeout = v.s.NegotiateTimeout
 	case "log-level":
 		s.LogLevel = v.s.LogLevel
 	case "log-format":
@@ -458,6 +463,9 @@ func (s *settings) validate() []error {
 	}
 	if s.MaxBodyBytes < 1024 || s.MaxBodyBytes > 16<<20 {
 		add("max_body_bytes %d: choose from 1024 to 16777216", s.MaxBodyBytes)
+	}
+	if s.NegotiateTimeout < 100*time.Millisecond || s.NegotiateTimeout > 10*time.Minute {
+		add("negotiate timeout %s: choose from 100ms to 10m", s.NegotiateTimeout)
 	}
 	if s.LogFormat != "json" && s.LogFormat != "console" {
 		add("log format %q: choose json or console", s.LogFormat)

@@ -56,16 +56,17 @@ func errString(err error) string {
 func TestLoadSettingsValidFull(t *testing.T) {
 	got := mustLoadArgs(t, nil, "--config", "testdata/valid-full.yml")
 	want := settings{
-		Listen:          "127.0.0.1:8081",
-		AdminListen:     "127.0.0.1:9091",
-		Upstream:        "http://127.0.0.1:7071",
-		Service:         "signalr",
-		NegotiatePaths:  []string{"/api/negotiate", "/api/*/negotiate"},
-		MaxBodyBytes:    131072,
-		LogLevel:        "debug",
-		LogFormat:       "console",
-		ShutdownTimeout: 25 * time.Second,
-		ReloadInterval:  5 * time.Second,
+		Listen:           "127.0.0.1:8081",
+		AdminListen:      "127.0.0.1:9091",
+		Upstream:         "http://127.0.0.1:7071",
+		Service:          "signalr",
+		NegotiatePaths:   []string{"/api/negotiate", "/api/*/negotiate"},
+		MaxBodyBytes:     131072,
+		NegotiateTimeout: 10 * time.Second,
+		LogLevel:         "debug",
+		LogFormat:        "console",
+		ShutdownTimeout:  25 * time.Second,
+		ReloadInterval:   5 * time.Second,
 		Providers: []providerSettings{
 			{
 				Name:            "entra",
@@ -158,15 +159,16 @@ func TestTestdataConnectionStringsAreFake(t *testing.T) {
 func TestLoadSettingsDefaults(t *testing.T) {
 	flags := []string{"--upstream", "http://127.0.0.1:7071", "--issuer", "https://idp.example.test/", "--audience", "chat", "--connection-string", fakeConnectionString}
 	want := settings{
-		Listen:          ":8080",
-		AdminListen:     ":9090",
-		Upstream:        "http://127.0.0.1:7071",
-		Service:         "signalr",
-		MaxBodyBytes:    proxy.DefaultMaxBodyBytes,
-		LogLevel:        "info",
-		LogFormat:       "json",
-		ShutdownTimeout: 15 * time.Second,
-		ReloadInterval:  2 * time.Second,
+		Listen:           ":8080",
+		AdminListen:      ":9090",
+		Upstream:         "http://127.0.0.1:7071",
+		Service:          "signalr",
+		MaxBodyBytes:     proxy.DefaultMaxBodyBytes,
+		NegotiateTimeout: proxy.DefaultNegotiateTimeout,
+		LogLevel:         "info",
+		LogFormat:        "json",
+		ShutdownTimeout:  15 * time.Second,
+		ReloadInterval:   2 * time.Second,
 		Providers: []providerSettings{{
 			Name:            "idp.example.test", // the issuer's host
 			Issuer:          "https://idp.example.test/",

@@ -104,14 +104,15 @@ func buildRuntime(s settings, env environment, d deps) (*runtime, error) {
 	upstream, _ := url.Parse(s.Upstream) // validated with the settings
 	matcher, _ := proxy.NewMatcher(s.NegotiatePaths)
 	rt.handler, err = proxy.New(proxy.Config{
-		Upstream:      upstream,
-		Authenticator: rt.authn,
-		Rewriter:      rw,
-		Negotiate:     matcher,
-		MaxBodyBytes:  s.MaxBodyBytes,
-		Transport:     d.transport,
-		Logger:        d.log.Named("proxy"),
-		Metrics:       d.metrics,
+		Upstream:         upstream,
+		Authenticator:    rt.authn,
+		Rewriter:         rw,
+		Negotiate:        matcher,
+		MaxBodyBytes:     s.MaxBodyBytes,
+		NegotiateTimeout: s.NegotiateTimeout,
+		Transport:        d.transport,
+		Logger:           d.log.Named("proxy"),
+		Metrics:          d.metrics,
 	})
 	if err != nil {
 		return nil, err
