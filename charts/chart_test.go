@@ -58,6 +58,7 @@ var scenarioKinds = map[string]map[string]int{
 	"include-only":    {"Secret": 1, "ConfigMap": 1},
 	"native-sidecar":  {"Deployment": 1, "Service": 1, "ServiceAccount": 1},
 	"existing-secret": {"Deployment": 1, "Service": 1, "ServiceAccount": 1},
+	"webpubsub":       {"Deployment": 1, "Service": 1, "ServiceAccount": 1},
 	"extras": {
 		"Deployment": 1, "Service": 2, "ServiceAccount": 1, "Secret": 1, "ConfigMap": 1,
 		"HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 1, "NetworkPolicy": 1, "ServiceMonitor": 1,
@@ -324,14 +325,22 @@ func checkSidecar(t *testing.T, pod corev1.PodSpec, c *corev1.Container, v chart
 }
 
 // checkSharedSecret checks that both containers read the connection string from the same Secret key: the
-// sidecar as AzureSignalRConnectionString, the app under its own setting name.
+// sidecar as AzureSignalRConnectionString (WebPubSubConnectionString for Web PubSub), the app under its own
+// setting name.
 func checkSharedSecret(t *testing.T, sidecar, app *corev1.Container, v chartutil.Values) {
 	secret, key := secretName(t, v), str(t, v, "connectionString.key")
+	sidecarEnv := "AzureSignalRConnectionString"
+	if str(t, v, "sidecar.service") == "webpubsub" {
+		sidecarEnv = "WebPubSubConnectionString"
+		if !slices.Contains(sidecar.Args, "--service=webpubsub") {
+			t.Errorf("sidecar args %q lack --service=webpubsub", sidecar.Args)
+		}
+	}
 	for _, c := range []struct {
 		container *corev1.Container
 		env       string
 	}{
-		{sidecar, "AzureSignalRConnectionString"},
+		{sidecar, sidecarEnv},
 		{app, str(t, v, "connectionString.appSetting")},
 	} {
 		e := findEnv(c.container, c.env)

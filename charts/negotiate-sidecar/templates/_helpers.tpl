@@ -122,6 +122,9 @@ flag only when its value is set, so that a configuration file can hold it instea
   (printf "--listen=:%d" (int $v.sidecar.port))
   (printf "--admin-listen=:%d" (int $v.sidecar.adminPort))
   (printf "--upstream=http://127.0.0.1:%d" (int $v.functions.port)) }}
+{{- if eq $v.sidecar.service "webpubsub" }}
+{{- $args = append $args "--service=webpubsub" }}
+{{- end }}
 {{- with $v.auth.issuer }}
 {{- $args = append $args (printf "--issuer=%s" .) }}
 {{- end }}
@@ -203,7 +206,7 @@ volumes and "negotiate-sidecar.connectionStringEnv" in the app container's env.
   args:
     {{- include "negotiate-sidecar.args" . | nindent 4 }}
   env:
-    - name: AzureSignalRConnectionString
+    - name: {{ if eq .Values.sidecar.service "webpubsub" }}WebPubSubConnectionString{{ else }}AzureSignalRConnectionString{{ end }}
       valueFrom:
         secretKeyRef:
           name: {{ include "negotiate-sidecar.secretName" . }}
