@@ -781,6 +781,7 @@ func TestChartRefusesIncompleteValues(t *testing.T) {
 		{"no connection string", "connectionString:\n  value: \"\"", kubeVersion, "set connectionString.existingSecret"},
 		{"same ports", "functions:\n  port: 8080", kubeVersion, "functions.port 8080 is also a port of the sidecar"},
 		{"admin port is proxy port", "sidecar:\n  adminPort: 8080", kubeVersion, "sidecar.port and sidecar.adminPort must differ"},
+		{"zero shutdown timeout", "sidecar:\n  shutdownTimeout: 0s", kubeVersion, "sidecar.shutdownTimeout must be positive"},
 		{"native sidecar on 1.28", "nativeSidecar: true", "v1.28.9", "nativeSidecar needs Kubernetes 1.29 or later"},
 		{"autoscaling without target", "autoscaling:\n  enabled: true\n  targetCPUUtilizationPercentage: null", kubeVersion, "autoscaling needs"},
 	}

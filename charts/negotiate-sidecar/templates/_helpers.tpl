@@ -178,6 +178,9 @@ Checks of values that the schema cannot express. They fail the rendering with a 
 {{- if and (not $v.connectionString.existingSecret) (not $v.connectionString.value) }}
 {{- fail "set connectionString.existingSecret (the name of a Secret holding the Azure SignalR connection string) or connectionString.value" }}
 {{- end }}
+{{- if and $v.sidecar.shutdownTimeout (regexMatch "^(0+(\\.0+)?(ns|us|µs|ms|s|m|h))+$" $v.sidecar.shutdownTimeout) }}
+{{- fail "sidecar.shutdownTimeout must be positive: it is how long in-flight requests may take to finish" }}
+{{- end }}
 {{- if eq (int $v.sidecar.port) (int $v.sidecar.adminPort) }}
 {{- fail (printf "sidecar.port and sidecar.adminPort must differ (both are %d)" (int $v.sidecar.port)) }}
 {{- end }}
