@@ -31,6 +31,8 @@ type ConnectionString struct {
 	AuthType                       string   // lowercased; empty for access-key auth
 	ClientID, TenantID             string
 	HasClientSecret, HasClientCert bool // the values themselves are secrets and are not kept
+
+	writtenEndpoint *url.URL // the Endpoint before Port replaced its port; nil without Port
 }
 
 // redactedValue stands in for every secret value in printed output.
@@ -156,6 +158,8 @@ func ParseConnectionString(s string) (ConnectionString, error) {
 			return ConnectionString{}, connStringError("%s is not a number from 1 to 65535", nameAndValue("Port", v, secrets))
 		}
 		cs.Port = int(n)
+		written := *cs.Endpoint
+		cs.writtenEndpoint = &written
 		cs.Endpoint.Host = formatHost(cs.Endpoint.Hostname(), strconv.Itoa(cs.Port))
 	}
 
@@ -360,15 +364,19 @@ func connStringError(format string, args ...any) error {
 
 // Hosts returns the host[:port] values (lowercase) that a token's aud may
 // name for this endpoint: the Endpoint's host with Port applied (the port is
-// omitted when it is the scheme's default 443/80), and the ClientEndpoint's
-// host if set. No duplicates.
+// omitted when it is the scheme's default 443/80), the Endpoint's host as
+// written when Port changed it, and the ClientEndpoint's host if set. No
+// duplicates.
 //
-// The ClientEndpoint is included because, when it is set, client tokens are
-// issued for it. The ServerEndpoint is left out: it is where app servers
-// connect, not the audience of a client token.
+// Both spellings of the Endpoint are included because SDK versions differ:
+// current ones build a client token's aud from the Endpoint as written and
+// apply Port only to the URLs they connect to. The ClientEndpoint is included
+// because, when it is set, client tokens may be issued for it. The
+// ServerEndpoint is left out: it is where app servers connect, not the
+// audience of a client token.
 func (c ConnectionString) Hosts() []string {
 	var hosts []string
-	for _, u := range []*url.URL{c.Endpoint, c.ClientEndpoint} {
+	for _, u := range []*url.URL{c.Endpoint, c.writtenEndpoint, c.ClientEndpoint} {
 		if u == nil {
 			continue
 		}

@@ -466,14 +466,14 @@ func TestConnectionStringHosts(t *testing.T) {
 			want:  []string{"x"},
 		},
 		{
-			name:  "443 is not the default for http",
+			name:  "443 is not the default for http; the endpoint as written too",
 			input: "Endpoint=http://x;Port=443;AccessKey=k",
-			want:  []string{"x:443"},
+			want:  []string{"x:443", "x"},
 		},
 		{
-			name:  "port applied",
+			name:  "port applied, and the endpoint as written, which current SDKs put in aud",
 			input: "Endpoint=http://localhost;Port=8080;AccessKey=k",
-			want:  []string{"localhost:8080"},
+			want:  []string{"localhost:8080", "localhost"},
 		},
 		{
 			name:  "ipv6",

@@ -149,9 +149,9 @@ func TestParseEndpoints(t *testing.T) {
 			want: []endpointView{{[]string{host}, "https://" + host, []string{"$AzureSignalRConnectionString"}, []string{fakeAccessKey}}},
 		},
 		{
-			name: "Port is part of the host",
+			name: "Port is part of the host, and the host as written stays, as current SDKs put it in aud",
 			in:   []ncs{{"a", fakeConnString("https://"+host, fakeAccessKey, "Port=8443")}},
-			want: []endpointView{{[]string{host + ":8443"}, "https://" + host + ":8443", []string{"a"}, []string{fakeAccessKey}}},
+			want: []endpointView{{[]string{host + ":8443", host}, "https://" + host + ":8443", []string{"a"}, []string{fakeAccessKey}}},
 		},
 		{
 			name: "the scheme's default Port is left out",
@@ -203,7 +203,7 @@ func TestParseEndpoints(t *testing.T) {
 			},
 			want: []endpointView{
 				{[]string{host}, "https://" + host, []string{"a"}, []string{fakeAccessKey}},
-				{[]string{host + ":8443"}, "https://" + host + ":8443", []string{"b"}, []string{secondFakeAccessKey}},
+				{[]string{host + ":8443", host}, "https://" + host + ":8443", []string{"b"}, []string{secondFakeAccessKey}},
 			},
 		},
 		{

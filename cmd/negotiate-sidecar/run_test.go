@@ -194,6 +194,9 @@ func TestRunEndToEnd(t *testing.T) {
 		case "/api/negotiate":
 			w.Header().Set("Content-Type", "text/plain;charset=UTF-8")
 			fmt.Fprintf(w, `{"url":"https://unit.service.signalr.net:8443/client/?hub=chat","accessToken":%q}`, signalRToken("https://unit.service.signalr.net:8443/client/?hub=chat"))
+		case "/api/current-sdk/negotiate":
+			// Current SDKs build aud from the Endpoint as written, without Port.
+			fmt.Fprintf(w, `{"url":"https://unit.service.signalr.net:8443/client/?hub=chat","accessToken":%q}`, signalRToken("https://unit.service.signalr.net/client/?hub=chat"))
 		case "/api/slow":
 			close(started)
 			<-release
@@ -224,20 +227,23 @@ func TestRunEndToEnd(t *testing.T) {
 	if uid := tok.Claims.(jwt.MapClaims)["asrs.s.uid"]; uid != "user-7" {
 		t.Errorf("asrs.s.uid = %v", uid)
 	}
+	if code, body := negotiate(t, r.proxy+"/api/current-sdk/negotiate", idp.mint(t, "user-7")); code != 200 {
+		t.Errorf("aud without the connection string's Port: %d %s", code, body)
+	}
 	if code, _ := negotiate(t, r.proxy+"/api/negotiate", "garbage"); code != 401 {
 		t.Errorf("bad token: %d, want 401", code)
 	}
 
 	_, metrics := get(t, r.admin+"/metrics")
 	for _, want := range []string{
-		`negotiate_sidecar_negotiate_requests_total{outcome="rewritten"} 1`,
+		`negotiate_sidecar_negotiate_requests_total{outcome="rewritten"} 2`,
 		`negotiate_sidecar_negotiate_requests_total{outcome="unauthenticated"} 1`,
 		`negotiate_sidecar_jwks_fetch_success_total{provider="127.0.0.1:`,
 		`negotiate_sidecar_jwt_authn_allowed_total{provider="127.0.0.1:`,
 		`negotiate_sidecar_jwt_authn_denied_total{provider="",reason="malformed"} 1`,
 		`negotiate_sidecar_jwks_keys{provider="127.0.0.1:`,
 		`negotiate_sidecar_build_info{go_version="go`,
-		`negotiate_sidecar_upstream_duration_seconds_count{result="response",route="negotiate"} 1`,
+		`negotiate_sidecar_upstream_duration_seconds_count{result="response",route="negotiate"} 2`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
