@@ -40,3 +40,30 @@ func benchRequests(b *testing.B, h *harness, path, token string) {
 		}
 	}
 }
+
+// BenchmarkNegotiateParallel measures negotiates from many callers at once,
+// as a burst of reconnecting clients produces them.
+func BenchmarkNegotiateParallel(b *testing.B) {
+	body := negotiateBody(accessKey)
+	h := newHarness(b, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }, nil)
+	token := h.mint(b, nil)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest("POST", h.front.URL+"/api/negotiate", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}
