@@ -25,6 +25,11 @@ type Format struct {
 	Name string
 	// UserClaim is the claim the service reads as the user id.
 	UserClaim string
+	// LegacyUserClaims are claims that older SDKs used for the user id. One
+	// the app's token carries is overwritten with the verified id as well
+	// (never added), so that no id the caller could have chosen survives in
+	// a claim some service version may still read.
+	LegacyUserClaims []string
 	// TokenFields are the accepted names of the body member holding the
 	// token, most usual first. A body with more than one of them is refused
 	// rather than guessed at.
@@ -66,9 +71,10 @@ type Format struct {
 // prefix from any asrs.u. claim it gets back, so every registered name is
 // prefixed here.
 var SignalR = Format{
-	Name:        "signalr",
-	UserClaim:   "asrs.s.uid",
-	TokenFields: []string{"accessToken", "AccessToken"},
+	Name:             "signalr",
+	UserClaim:        "asrs.s.uid",
+	LegacyUserClaims: []string{"nameid", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier"},
+	TokenFields:      []string{"accessToken", "AccessToken"},
 	ReservedClaims: []string{
 		"nameid",
 		"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier",
@@ -346,7 +352,13 @@ func (r *Rewriter) rewriteToken(token string, c Caller) (string, error) {
 		return "", fail(ReasonSignature, "the token for %q is not signed by a configured access key", host)
 	}
 
-	claims = claims.set(r.format.UserClaim, appendQuoted(nil, c.UserID))
+	uid := appendQuoted(nil, c.UserID)
+	claims = claims.set(r.format.UserClaim, uid)
+	for _, name := range r.format.LegacyUserClaims {
+		if i := claims.index(name); i >= 0 {
+			claims[i].value = uid
+		}
+	}
 	if claims, err = r.applyOptions(claims, c); err != nil {
 		return "", err
 	}

@@ -30,6 +30,7 @@ func FuzzRewrite(f *testing.F) {
 		signed(`{"exp":"soon",` + signalAud + `}`),
 		signed(`{"nbf":1732700000,"exp":1.7327e9,"iat":-1e300,` + signalAud + `}`),
 		signed(`{"asrs.s.coae":"false","tid":{"a":1},"asrs.u.sub":null,"exp":99999999999999999999,` + signalAud + `}`),
+		signed(`{"nameid":"mallory","exp":1732698000,` + signalAud + `}`),
 		`not json`,
 		`{}`,
 		``,
@@ -52,7 +53,7 @@ func FuzzRewrite(f *testing.F) {
 		for _, r := range []*Rewriter{signalR, webPubSub} {
 			out, err := r.Rewrite(in, caller)
 			if checkRewrite(t, r, in, out, err, caller) {
-				checkUntouched(t, in, out, r.format.UserClaim, user)
+				checkUntouched(t, in, out, r.format, user)
 			}
 		}
 
@@ -80,7 +81,7 @@ func FuzzRewrite(f *testing.F) {
 			added["asrs.s.coae"] = `"true"`
 			added["asrs.s.aeo"] = `"` + strconv.FormatInt(expiry, 10) + `"`
 		}
-		claims := checkUntouched(t, in, out, "asrs.s.uid", user, "exp", "tid", "roles", "asrs.u.sub", "asrs.s.coae", "asrs.s.aeo")
+		claims := checkUntouched(t, in, out, SignalR, user, "exp", "tid", "roles", "asrs.u.sub", "asrs.s.coae", "asrs.s.aeo")
 		for name, want := range added {
 			if i := claims.index(name); i < 0 || string(claims[i].value) != want {
 				t.Fatalf("claim %s is not %s: %s", name, want, claims.appendJSON(nil))
@@ -153,20 +154,29 @@ func checkRewrite(t *testing.T, r *Rewriter, in, out []byte, err error, c Caller
 }
 
 // checkUntouched checks that the output token has the input's header segment
-// and the user id, and that every claim of the input not named in changed is
-// still there with its exact text, in the same order. It returns the output
-// token's claims.
-func checkUntouched(t *testing.T, in, out []byte, userClaim, user string, changed ...string) object {
+// and the user id, that the format's legacy user id claims hold it where the
+// input had them and appear nowhere else, and that every other claim of the
+// input not named in changed is still there with its exact text, in the same
+// order. It returns the output token's claims.
+func checkUntouched(t *testing.T, in, out []byte, f Format, user string, changed ...string) object {
 	t.Helper()
 	before, header := payloadOf(t, in)
 	after, newHeader := payloadOf(t, out)
 	if header != newHeader {
 		t.Fatalf("header segment changed")
 	}
-	if i := after.index(userClaim); i < 0 || !bytes.Equal(after[i].value, appendQuoted(nil, user)) {
-		t.Fatalf("the user claim %s does not hold the user id", userClaim)
+	uid := appendQuoted(nil, user)
+	if i := after.index(f.UserClaim); i < 0 || !bytes.Equal(after[i].value, uid) {
+		t.Fatalf("the user claim %s does not hold the user id", f.UserClaim)
 	}
-	changed = append(changed, userClaim)
+	for _, name := range f.LegacyUserClaims {
+		i, had := after.index(name), before.index(name) >= 0
+		if had != (i >= 0) || had && !bytes.Equal(after[i].value, uid) {
+			t.Fatalf("legacy user claim %s: present before %v, after %v, or not the user id", name, had, i >= 0)
+		}
+	}
+	changed = append(changed, f.UserClaim)
+	changed = append(changed, f.LegacyUserClaims...)
 	var kept []string
 	for _, m := range after {
 		if !slices.Contains(changed, m.name) {

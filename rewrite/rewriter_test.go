@@ -75,6 +75,13 @@ func TestRewriteSignalR(t *testing.T) {
 			wantClaims: `{"asrs.s.uid":"alice","nbf":1,"exp":99999999999,"iat":1,"aud":"https://x.service.signalr.net/client/?hub=chat"}`,
 		},
 		{
+			name:       "overwrites the user id claims of older SDKs where present, and adds none",
+			header:     sdkHeader,
+			claims:     `{"nameid":"mallory","http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier":"mallory","exp":1,"aud":"https://x.service.signalr.net/client/?hub=chat"}`,
+			user:       "alice",
+			wantClaims: `{"asrs.s.uid":"alice","nameid":"alice","http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier":"alice","exp":1,"aud":"https://x.service.signalr.net/client/?hub=chat"}`,
+		},
+		{
 			name:       "keeps large and fractional numbers exactly",
 			header:     `{"alg":"HS256","typ":"JWT"}`,
 			claims:     `{"exp":1.7326980000000001e9,"big":12345678901234567890123,"aud":"https://x.service.signalr.net/client/?hub=chat","asrs.s.aut":"Bearer"}`,
