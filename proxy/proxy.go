@@ -249,11 +249,11 @@ func (h *Handler) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 		if ae.Reason == auth.ReasonNoKeys {
 			n.outcome = OutcomeNotReady
 			rec.Header().Set("Retry-After", "5")
-			writeProblem(rec, http.StatusServiceUnavailable, "Not ready", "The identity provider's keys are not loaded yet. Try again shortly.")
+			writeProblem(rec, r, http.StatusServiceUnavailable, "Not ready", "The identity provider's keys are not loaded yet. Try again shortly.")
 			return
 		}
 		n.outcome = OutcomeUnauthenticated
-		writeUnauthorized(rec, ae.Reason)
+		writeUnauthorized(rec, r, ae.Reason)
 		return
 	}
 	h.cfg.Metrics.authn(id.Provider, "")
@@ -346,7 +346,7 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	if n != nil && n.client.Err() == nil && errors.Is(r.Context().Err(), context.DeadlineExceeded) {
 		n.outcome = OutcomeUpstreamTimeout
 		n.err = err
-		writeProblem(w, http.StatusGatewayTimeout, "Gateway timeout", "The app did not answer the negotiate in time.")
+		writeProblem(w, r, http.StatusGatewayTimeout, "Gateway timeout", "The app did not answer the negotiate in time.")
 		return
 	}
 	if r.Context().Err() != nil {
@@ -363,11 +363,11 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		// the leeway when checked): the caller must get a new one, as for
 		// any expired token.
 		n.outcome = OutcomeUnauthenticated
-		writeUnauthorized(w, auth.ReasonExpired)
+		writeUnauthorized(w, r, auth.ReasonExpired)
 		return
 	}
 	if n != nil && n.outcome == OutcomeRewriteFailed {
-		writeProblem(w, http.StatusBadGateway, "Bad gateway", "The app's negotiate response could not be verified and rewritten.")
+		writeProblem(w, r, http.StatusBadGateway, "Bad gateway", "The app's negotiate response could not be verified and rewritten.")
 		return
 	}
 	if n != nil {
@@ -376,7 +376,7 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	} else {
 		h.log.Warn("upstream request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
 	}
-	writeProblem(w, http.StatusBadGateway, "Bad gateway", "The app did not answer.")
+	writeProblem(w, r, http.StatusBadGateway, "Bad gateway", "The app did not answer.")
 }
 
 // timedTransport observes upstream latency, up to the response headers.

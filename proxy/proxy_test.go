@@ -675,3 +675,29 @@ func TestNegotiateTimeout(t *testing.T) {
 		t.Errorf("upstream_timeout counter = %v, want 1", got)
 	}
 }
+
+// A browser client on another origin must be able to read our refusals, or it
+// cannot tell an expired token from a network failure.
+func TestRefusalsAreReadableCrossOrigin(t *testing.T) {
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, negotiateBody(accessKey)) }, nil)
+	hdr := http.Header{"Origin": {"https://app.example"}}
+	resp, _ := h.do(t, "POST", "/api/negotiate", hdr)
+	if resp.StatusCode != 401 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	for name, want := range map[string]string{
+		"Access-Control-Allow-Origin":      "https://app.example",
+		"Access-Control-Allow-Credentials": "true",
+		"Access-Control-Expose-Headers":    "WWW-Authenticate, Retry-After, X-Request-ID",
+		"Vary":                             "Origin",
+	} {
+		if got := resp.Header.Get(name); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	// Without an Origin, no CORS headers.
+	resp, _ = h.do(t, "POST", "/api/negotiate", nil)
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("Access-Control-Allow-Origin = %q without an Origin", got)
+	}
+}
