@@ -104,10 +104,7 @@ func checkProvider(ctx context.Context, r *report, ps providerSettings, client *
 			return auth.Provider{}, false
 		}
 	}
-	cfg := auth.KeySetConfig{JWKSURLs: ps.JWKSURLs, Static: static, Client: client}
-	if len(ps.JWKSURLs) == 0 && len(static) == 0 {
-		cfg.Issuer = ps.Issuer
-	}
+	cfg := ps.keySetConfig(static, client)
 	ks, err := auth.NewKeySet(cfg)
 	if err != nil {
 		r.fail(subject, err.Error(), "a JWKS file must hold {\"keys\": [...]} with at least one public signature key")
@@ -127,10 +124,7 @@ func checkProvider(ctx context.Context, r *report, ps providerSettings, client *
 		source = "discovery at " + strings.TrimSuffix(ps.Issuer, "/") + "/.well-known/openid-configuration"
 	}
 	r.ok(subject, "%d key(s) from %s; issuer %s, audiences %s, user claim %q", ks.Count(), source, ps.Issuer, strings.Join(ps.Audiences, ","), ps.UserClaim)
-	return auth.Provider{
-		Name: ps.Name, Issuer: ps.Issuer, Audiences: ps.Audiences, Algorithms: ps.Algorithms,
-		Leeway: *ps.Leeway, UserClaim: ps.UserClaim, Keys: ks.Keyfunc, Loaded: ks.Loaded,
-	}, true
+	return ps.authProvider(ks), true
 }
 
 func providerHint(ps providerSettings, err error) string {

@@ -83,16 +83,7 @@ func buildRuntime(s settings, env environment, d deps) (*runtime, error) {
 			continue
 		}
 		rt.providers = append(rt.providers, providerRuntime{settings: ps, keys: ks, keyID: id})
-		providers = append(providers, auth.Provider{
-			Name:       ps.Name,
-			Issuer:     ps.Issuer,
-			Audiences:  ps.Audiences,
-			Algorithms: ps.Algorithms,
-			Leeway:     *ps.Leeway,
-			UserClaim:  ps.UserClaim,
-			Keys:       ks.Keyfunc,
-			Loaded:     ks.Loaded,
-		})
+		providers = append(providers, ps.authProvider(ks))
 	}
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
@@ -118,6 +109,31 @@ func buildRuntime(s settings, env environment, d deps) (*runtime, error) {
 		return nil, err
 	}
 	return rt, nil
+}
+
+// keySetConfig describes where the provider's keys come from: a static file's
+// contents, JWKS URLs, or, with neither, OpenID Connect discovery from the
+// issuer.
+func (ps providerSettings) keySetConfig(static []byte, client *http.Client) auth.KeySetConfig {
+	cfg := auth.KeySetConfig{JWKSURLs: ps.JWKSURLs, Static: static, Client: client, RefreshInterval: ps.RefreshInterval}
+	if len(ps.JWKSURLs) == 0 && len(static) == 0 {
+		cfg.Issuer = ps.Issuer
+	}
+	return cfg
+}
+
+// authProvider is the provider as the authenticator takes it, verified with ks.
+func (ps providerSettings) authProvider(ks *auth.KeySet) auth.Provider {
+	return auth.Provider{
+		Name:       ps.Name,
+		Issuer:     ps.Issuer,
+		Audiences:  ps.Audiences,
+		Algorithms: ps.Algorithms,
+		Leeway:     *ps.Leeway,
+		UserClaim:  ps.UserClaim,
+		Keys:       ks.Keyfunc,
+		Loaded:     ks.Loaded,
+	}
 }
 
 // ready reports why the runtime cannot serve yet, or nil: every provider
@@ -179,17 +195,9 @@ func (p *keyPool) get(ps providerSettings) (*auth.KeySet, string, error) {
 	if s, ok := p.sets[id]; ok {
 		return s.keys, id, nil
 	}
-	cfg := auth.KeySetConfig{
-		JWKSURLs:        ps.JWKSURLs,
-		Static:          static,
-		Client:          p.client,
-		RefreshInterval: ps.RefreshInterval,
-		Logger:          p.log.Named("jwks").With(zap.String("provider", ps.Name)),
-		OnRefresh:       func(err error) { p.onRefresh(ps.Name, err) },
-	}
-	if len(ps.JWKSURLs) == 0 && len(static) == 0 {
-		cfg.Issuer = ps.Issuer // discover the JWKS
-	}
+	cfg := ps.keySetConfig(static, p.client)
+	cfg.Logger = p.log.Named("jwks").With(zap.String("provider", ps.Name))
+	cfg.OnRefresh = func(err error) { p.onRefresh(ps.Name, err) }
 	ks, err := auth.NewKeySet(cfg)
 	if err != nil {
 		return nil, "", err
