@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 // reloader re-reads the configuration when the configuration file or a
@@ -149,10 +148,4 @@ func warnRestartNeeded(log *zap.Logger, old, s settings) {
 			log.Warn("setting changed; restart to apply it", zap.String("setting", c.name))
 		}
 	}
-}
-
-// levelOf is the zap level for a validated level name.
-func levelOf(name string) zapcore.Level {
-	l, _ := parseLevel(name)
-	return l
 }

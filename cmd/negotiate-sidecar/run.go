@@ -240,6 +240,12 @@ func parseLevel(s string) (zapcore.Level, error) {
 	return zapcore.InfoLevel, fmt.Errorf("log level %q: choose debug, info, warn or error", s)
 }
 
+// levelOf is the zap level for a validated level name.
+func levelOf(name string) zapcore.Level {
+	l, _ := parseLevel(name)
+	return l
+}
+
 func newLogger(level zap.AtomicLevel, format string, w io.Writer) *zap.Logger {
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
