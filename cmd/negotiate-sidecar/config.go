@@ -262,9 +262,7 @@ func loadSettings(args []string, env environment, check bool, stderr io.Writer) 
 		}
 	}
 	for name := range given {
-		if err := v.apply(&s, name); err != nil {
-			problems = append(problems, err)
-		}
+		v.apply(&s, name)
 	}
 	if given["connection-string"] {
 		s.SignalR.ConnectionStrings = append(s.SignalR.ConnectionStrings, v.connString)
@@ -316,7 +314,7 @@ func envName(flagName string) string {
 }
 
 // apply copies one given top-level flag's value over the file's.
-func (v *flagValues) apply(s *settings, name string) error {
+func (v *flagValues) apply(s *settings, name string) {
 	switch name {
 	case "listen":
 		s.Listen = v.s.Listen
@@ -349,7 +347,6 @@ func (v *flagValues) apply(s *settings, name string) error {
 	case "close-on-caller-expiry":
 		s.Tokens.CloseOnCallerExpiry = v.s.Tokens.CloseOnCallerExpiry
 	}
-	return nil
 }
 
 func (v *flagValues) applyProvider(p *providerSettings, name string) {
