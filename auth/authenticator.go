@@ -195,9 +195,11 @@ func (a *Authenticator) Authenticate(authorization []string) (Identity, error) {
 	}
 	// Route by the claimed issuer first. Nothing read here is trusted: it
 	// only picks whose keys and rules the token must then satisfy.
+	// An alg golang-jwt does not know ("nOnE") fails here already, and is
+	// refused as an algorithm, not as a malformed token.
 	unverified := jwt.MapClaims{}
 	if _, _, err := a.peek.ParseUnverified(raw, unverified); err != nil {
-		return Identity{}, &Error{Reason: ReasonMalformed, Err: err}
+		return Identity{}, &Error{Reason: reasonOf(err), Err: err}
 	}
 	iss, _ := unverified["iss"].(string)
 	p := a.providers[iss]
