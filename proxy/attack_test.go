@@ -1,0 +1,423 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// The attack corpus: one table of the ways a caller has got a token, or an
+// identity, that was not its own, through JWT libraries and proxies. Each
+// case names where the class is described (RFC 8725, "JSON Web Token Best
+// Current Practices", and public advisories), is sent to the real handler in
+// front of a stand-in app, and asserts both what reached the app and what
+// came back to the caller.
+
+// appAnswer is how the stand-in app answers every request in a case.
+type appAnswer func(w http.ResponseWriter, r *http.Request)
+
+// signalRApp answers as the negotiate binding does, for any method.
+func signalRApp(w http.ResponseWriter, r *http.Request) { io.WriteString(w, negotiateBody(accessKey)) }
+
+// tokenWithStatus answers every request with a valid service token, but with
+// the given status, as a function that returns the binding's value from an
+// error branch would.
+func tokenWithStatus(status int) appAnswer {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status)
+		io.WriteString(w, negotiateBody(accessKey))
+	}
+}
+
+// segment base64url-encodes a JWS segment.
+func segment(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// callerClaims is a valid caller payload for the harness's provider.
+func callerClaims(extra string) string {
+	return fmt.Sprintf(`{"iss":%q,"aud":%q,"sub":"alice","exp":%d%s}`, issuer, audience, time.Now().Add(time.Minute).Unix(), extra)
+}
+
+// signES256 signs header.payload with key, as a JWS ES256 signature.
+func signES256(t *testing.T, key *ecdsa.PrivateKey, header, payload string) string {
+	t.Helper()
+	unsigned := segment(header) + "." + segment(payload)
+	sig, err := jwt.SigningMethodES256.Sign(unsigned, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return unsigned + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+func signHS256(secret []byte, header, payload string) string {
+	unsigned := segment(header) + "." + segment(payload)
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(unsigned))
+	return unsigned + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// reached says what the app must have seen.
+type reached int
+
+const (
+	reachedNothing   reached = iota // the request never reached the app
+	reachedAnonymous                // it did, with no identity headers at all
+	reachedAsAlice                  // it did, as the verified alice and no one else
+)
+
+type attack struct {
+	name   string
+	source string
+	app    appAnswer
+	// send builds the request; raw, if set instead, is written to the
+	// socket as it is, for what a Go client refuses to send.
+	send func(t *testing.T, h *harness) *http.Request
+	raw  string
+	// want is the status the caller must get; reached, what the app saw.
+	want    int
+	reached reached
+	// reason, if set, must appear in the negotiate log line.
+	reason string
+}
+
+func TestAttackCorpus(t *testing.T) {
+	post := func(path string, hdr func(*harness, *testing.T) http.Header) func(*testing.T, *harness) *http.Request {
+		return func(t *testing.T, h *harness) *http.Request {
+			req, err := http.NewRequest("POST", h.front.URL+path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if hdr != nil {
+				for k, v := range hdr(h, t) {
+					req.Header[k] = v
+				}
+			}
+			return req
+		}
+	}
+	withToken := func(tok func(*harness, *testing.T) string) func(*harness, *testing.T) http.Header {
+		return func(h *harness, t *testing.T) http.Header { return bearer(tok(h, t)) }
+	}
+	valid := func(h *harness, t *testing.T) string { return h.mint(t, nil) }
+	es256 := func(header, payload string) func(*harness, *testing.T) string {
+		return func(h *harness, t *testing.T) string { return signES256(t, h.key, header, payload) }
+	}
+	const kid = `"kid":"k1"`
+
+	cases := []attack{
+		// RFC 8725 section 2.1 and 3.1: algorithm "none" and its spellings
+		// (CVE-2015-9235, node-jsonwebtoken; CVE-2015-2951, JWT-SIMPLE).
+		{name: "alg none", source: "RFC 8725 2.1; CVE-2015-9235",
+			send: post("/api/negotiate", withToken(func(*harness, *testing.T) string {
+				return segment(`{"alg":"none","typ":"JWT"}`) + "." + segment(callerClaims("")) + "."
+			})), want: 401, reached: reachedNothing, reason: "algorithm"},
+		{name: "alg nOnE", source: "RFC 8725 3.1",
+			send: post("/api/negotiate", withToken(func(*harness, *testing.T) string {
+				return segment(`{"alg":"nOnE","typ":"JWT"}`) + "." + segment(callerClaims("")) + "."
+			})), want: 401, reached: reachedNothing, reason: "algorithm"},
+		// RFC 8725 2.1 and 3.1: the public key used as an HMAC secret
+		// (CVE-2016-5431, php-jose; CVE-2016-10555, jwt-simple).
+		{name: "HS256 keyed with the public key (PEM)", source: "RFC 8725 2.1; CVE-2016-10555",
+			send: post("/api/negotiate", withToken(func(h *harness, t *testing.T) string {
+				der, err := x509.MarshalPKIXPublicKey(&h.key.PublicKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pemKey := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+				return signHS256(pemKey, `{"alg":"HS256","typ":"JWT",`+kid+`}`, callerClaims(""))
+			})), want: 401, reached: reachedNothing, reason: "algorithm"},
+		// RFC 8725 3.10 / RFC 7515 4.1.3: a key the token brings along
+		// (CVE-2018-0114, node-jose), or points to (jku, x5u).
+		{name: "embedded jwk of the attacker's key", source: "CVE-2018-0114",
+			send: post("/api/negotiate", withToken(func(h *harness, t *testing.T) string {
+				mine, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				enc := func(i *big.Int) string { return base64.RawURLEncoding.EncodeToString(i.FillBytes(make([]byte, 32))) }
+				hdr := fmt.Sprintf(`{"alg":"ES256","typ":"JWT",%s,"jwk":{"kty":"EC","crv":"P-256","x":%q,"y":%q}}`, kid, enc(mine.X), enc(mine.Y))
+				return signES256(t, mine, hdr, callerClaims(""))
+			})), want: 401, reached: reachedNothing, reason: "signature"},
+		{name: "jku pointing elsewhere, signed by the attacker", source: "RFC 8725 3.10",
+			send: post("/api/negotiate", withToken(func(h *harness, t *testing.T) string {
+				mine, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				return signES256(t, mine, `{"alg":"ES256","typ":"JWT","kid":"evil","jku":"https://attacker.example/jwks.json"}`, callerClaims(""))
+			})), want: 401, reached: reachedNothing, reason: "unknown_key"},
+		// kid used as a path or a query by some libraries.
+		{name: "kid path traversal", source: "RFC 8725 3.10",
+			send: post("/api/negotiate", withToken(es256(`{"alg":"ES256","typ":"JWT","kid":"../../../../dev/null"}`, callerClaims("")))),
+			want: 401, reached: reachedNothing, reason: "unknown_key"},
+		{name: "kid injection", source: "RFC 8725 3.10",
+			send: post("/api/negotiate", withToken(es256(`{"alg":"ES256","typ":"JWT","kid":"k1' OR '1'='1"}`, callerClaims("")))),
+			want: 401, reached: reachedNothing, reason: "unknown_key"},
+		// CVE-2022-21449 ("psychic signatures"): r = s = 0.
+		{name: "ECDSA signature of zeros", source: "CVE-2022-21449",
+			send: post("/api/negotiate", withToken(func(*harness, *testing.T) string {
+				return segment(`{"alg":"ES256","typ":"JWT",`+kid+`}`) + "." + segment(callerClaims("")) + "." + base64.RawURLEncoding.EncodeToString(make([]byte, 64))
+			})), want: 401, reached: reachedNothing, reason: "signature"},
+		{name: "signature stripped", source: "RFC 8725 2.1",
+			send: post("/api/negotiate", withToken(func(h *harness, t *testing.T) string {
+				tok := h.mint(t, nil)
+				return tok[:strings.LastIndexByte(tok, '.')+1]
+			})), want: 401, reached: reachedNothing},
+		{name: "payload swapped under a valid signature", source: "RFC 8725 2.1",
+			send: post("/api/negotiate", withToken(func(h *harness, t *testing.T) string {
+				p := strings.Split(h.mint(t, nil), ".")
+				p[1] = segment(strings.Replace(callerClaims(""), `"alice"`, `"mallory"`, 1))
+				return strings.Join(p, ".")
+			})), want: 401, reached: reachedNothing, reason: "signature"},
+		// RFC 8725 3.8, 3.9, 2.8: issuer, audience and substitution.
+		{name: "token of another issuer", source: "RFC 8725 3.8",
+			send: post("/api/negotiate", withToken(func(h *harness, t *testing.T) string { return h.mint(t, jwt.MapClaims{"iss": "https://evil.example/"}) })),
+			want: 401, reached: reachedNothing, reason: "issuer"},
+		{name: "token for another audience", source: "RFC 8725 2.8, 3.9",
+			send: post("/api/negotiate", withToken(func(h *harness, t *testing.T) string { return h.mint(t, jwt.MapClaims{"aud": "api://other"}) })),
+			want: 401, reached: reachedNothing, reason: "audience"},
+		{name: "expired token", source: "RFC 7519 4.1.4",
+			send: post("/api/negotiate", withToken(func(h *harness, t *testing.T) string {
+				return h.mint(t, jwt.MapClaims{"exp": time.Now().Add(-time.Hour).Unix()})
+			})),
+			want: 401, reached: reachedNothing, reason: "expired"},
+		{name: "token without exp", source: "RFC 8725 3.10",
+			send: post("/api/negotiate", withToken(es256(`{"alg":"ES256","typ":"JWT",`+kid+`}`, fmt.Sprintf(`{"iss":%q,"aud":%q,"sub":"alice"}`, issuer, audience)))),
+			want: 401, reached: reachedNothing},
+		{name: "token not valid yet", source: "RFC 7519 4.1.5",
+			send: post("/api/negotiate", withToken(func(h *harness, t *testing.T) string {
+				return h.mint(t, jwt.MapClaims{"nbf": time.Now().Add(time.Hour).Unix()})
+			})),
+			want: 401, reached: reachedNothing, reason: "not_yet_valid"},
+		{name: "JWE instead of JWS", source: "RFC 8725 3.11",
+			send: post("/api/negotiate", withToken(func(*harness, *testing.T) string {
+				return segment(`{"alg":"RSA-OAEP","enc":"A256GCM"}`) + ".a.b.c.d"
+			})), want: 401, reached: reachedNothing, reason: "malformed"},
+		{name: "user id with a line break", source: "CWE-113",
+			send: post("/api/negotiate", withToken(func(h *harness, t *testing.T) string {
+				return h.mint(t, jwt.MapClaims{"sub": "alice\r\nX-MS-CLIENT-PRINCIPAL-ID: admin"})
+			})),
+			want: 401, reached: reachedNothing, reason: "user_claim"},
+		{name: "oversized token", source: "RFC 8725 3.1 (denial of service)",
+			send: post("/api/negotiate", withToken(func(h *harness, t *testing.T) string {
+				return h.mint(t, jwt.MapClaims{"pad": strings.Repeat("a", 20<<10)})
+			})), want: 401, reached: reachedNothing, reason: "malformed"},
+		{name: "two Authorization headers", source: "RFC 6750 2.1",
+			send: post("/api/negotiate", func(h *harness, t *testing.T) http.Header {
+				return http.Header{"Authorization": {"Bearer " + h.mint(t, nil), "Bearer " + h.mint(t, jwt.MapClaims{"sub": "mallory"})}}
+			}), want: 401, reached: reachedNothing, reason: "malformed"},
+		{name: "token in the query instead of the header", source: "RFC 6750 5.3",
+			send: func(t *testing.T, h *harness) *http.Request {
+				req, _ := http.NewRequest("POST", h.front.URL+"/api/negotiate?access_token="+h.mint(t, nil), nil)
+				return req
+			}, want: 401, reached: reachedNothing, reason: "missing"},
+
+		// Identity headers forged by the client (the Easy Auth headers are
+		// trusted by the app only because a proxy sets them).
+		{name: "forged principal id on a negotiate", source: "App Service authentication headers",
+			app: signalRApp,
+			send: post("/api/negotiate", func(h *harness, t *testing.T) http.Header {
+				hdr := bearer(h.mint(t, nil))
+				hdr["X-Ms-Client-Principal-Id"] = []string{"mallory"}
+				hdr["x_ms_client_principal_id"] = []string{"mallory"}
+				return hdr
+			}), want: 200, reached: reachedAsAlice},
+		{name: "forged principal on another route, no token", source: "App Service authentication headers",
+			app: func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") },
+			send: post("/api/messages", func(*harness, *testing.T) http.Header {
+				return http.Header{"X-Ms-Client-Principal": {"eyJjbGFpbXMiOltdfQ=="}, "X-Ms-Client-Principal-Name": {"mallory"}}
+			}), want: 200, reached: reachedAnonymous},
+		// A proxy deletes the headers Connection names after the sidecar
+		// set them (the hop-by-hop header attack).
+		{name: "Connection names the principal id", source: "RFC 9110 7.6.1 (hop-by-hop header abuse)",
+			app: signalRApp,
+			send: post("/api/negotiate", func(h *harness, t *testing.T) http.Header {
+				hdr := bearer(h.mint(t, nil))
+				hdr.Set("Connection", "keep-alive, X-MS-CLIENT-PRINCIPAL-ID, x_ms_client_principal, X-MS-CLIENT-PRINCIPAL-NAME, Authorization, X-Request-ID")
+				return hdr
+			}), want: 200, reached: reachedAsAlice},
+		{name: "Connection names the principal id on another route", source: "RFC 9110 7.6.1 (hop-by-hop header abuse)",
+			app: func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") },
+			send: post("/api/messages", func(h *harness, t *testing.T) http.Header {
+				hdr := bearer(h.mint(t, nil))
+				hdr.Set("Connection", "X-MS-CLIENT-PRINCIPAL-ID, X-MS-CLIENT-PRINCIPAL-IDP, X-MS-CLIENT-PRINCIPAL")
+				return hdr
+			}), want: 200, reached: reachedAsAlice},
+
+		// Anonymous tokens: answers the rewrite never sees.
+		{name: "OPTIONS without preflight headers", source: "CORS preflight bypass",
+			app: signalRApp,
+			send: func(t *testing.T, h *harness) *http.Request {
+				req, _ := http.NewRequest("OPTIONS", h.front.URL+"/api/negotiate", nil)
+				return req
+			},
+			want: 401, reached: reachedNothing, reason: "missing"},
+		{name: "preflight answered with a token", source: "CORS preflight bypass",
+			app: signalRApp,
+			send: func(t *testing.T, h *harness) *http.Request {
+				req, _ := http.NewRequest("OPTIONS", h.front.URL+"/api/negotiate", nil)
+				req.Header.Set("Origin", "https://app.example")
+				req.Header.Set("Access-Control-Request-Method", "POST")
+				req.Header.Set("Authorization", "Bearer "+h.mint(t, jwt.MapClaims{"sub": "mallory"}))
+				return req
+			}, want: 200, reached: reachedAnonymous, reason: ReasonTokenInPreflight},
+		{name: "token in a 500", source: "unrewritten token in an error answer",
+			app: tokenWithStatus(500), send: post("/api/negotiate", withToken(valid)),
+			want: 502, reached: reachedAsAlice, reason: ReasonTokenInStatus},
+		{name: "token in a 401 from the app", source: "unrewritten token in an error answer",
+			app: tokenWithStatus(401), send: post("/api/negotiate", withToken(valid)),
+			want: 502, reached: reachedAsAlice, reason: ReasonTokenInStatus},
+		{name: "token in a redirect's Location", source: "unrewritten token in an error answer",
+			app: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Location", "https://x.service.signalr.net/client/?hub=chat&access_token="+serviceToken(`{"aud":"`+hubAud+`"}`, accessKey))
+				w.WriteHeader(302)
+			}, send: post("/api/negotiate", withToken(valid)),
+			want: 502, reached: reachedAsAlice, reason: ReasonTokenInStatus},
+
+		// Protocol upgrades the sidecar does not read (h2c smuggling).
+		{name: "h2c upgrade on another route", source: "h2c smuggling (Bishop Fox, 2020)",
+			app: func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Upgrade") != "" || r.Header.Get("Http2-Settings") != "" {
+					w.WriteHeader(101)
+					return
+				}
+				io.WriteString(w, "plain")
+			},
+			raw:  "GET /api/messages HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+			want: 200, reached: reachedAnonymous},
+		{name: "websocket upgrade on a negotiate route", source: "h2c smuggling (Bishop Fox, 2020)",
+			app:  signalRApp,
+			raw:  "GET /api/negotiate HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+			want: 401, reached: reachedNothing},
+
+		// Request smuggling: ambiguous framing must not reach the app.
+		{name: "two Content-Length values", source: "RFC 9112 6.3; CWE-444",
+			raw:  "POST /api/negotiate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 44\r\n\r\n",
+			want: 400, reached: reachedNothing},
+		{name: "identity header in obsolete line folding", source: "RFC 9112 5.2; CWE-444",
+			app:  func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") },
+			raw:  "GET /api/messages HTTP/1.1\r\nHost: x\r\nX-Other: a\r\nX-MS-CLIENT-PRINCIPAL-ID: a\r\n mallory\r\n\r\n",
+			want: 200, reached: reachedAnonymous},
+		{name: "HTTP/2 prior knowledge on the HTTP/1 port", source: "h2c smuggling",
+			raw:  "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+			want: 505, reached: reachedNothing},
+	}
+
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			app := tc.app
+			if app == nil {
+				app = signalRApp
+			}
+			h := newHarness(t, http.HandlerFunc(app), nil)
+			status, body := sendAttack(t, h, tc)
+			if status != tc.want {
+				t.Errorf("%s: status %d, want %d; body %q", tc.source, status, tc.want, body)
+			}
+			checkNoForeignToken(t, body)
+			checkReached(t, h, tc.reached)
+			if tc.reason != "" && !strings.Contains(h.logText(), `"reason":"`+tc.reason+`"`) {
+				t.Errorf("the log lacks reason %q:\n%s", tc.reason, h.logText())
+			}
+		})
+	}
+}
+
+// sendAttack sends the case's request and returns the status and body.
+func sendAttack(t *testing.T, h *harness, tc attack) (int, string) {
+	t.Helper()
+	if tc.raw == "" {
+		resp, err := h.front.Client().Do(tc.send(t, h))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.front.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, tc.raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == 101 {
+		return 101, ""
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// checkNoForeignToken fails if body holds a service token that is not a
+// rewritten one for alice.
+func checkNoForeignToken(t *testing.T, body string) {
+	t.Helper()
+	if !containsJWS([]byte(body)) {
+		return
+	}
+	var b struct {
+		AccessToken string `json:"accessToken"`
+	}
+	if json.Unmarshal([]byte(body), &b) != nil || b.AccessToken == "" || containsJWS([]byte(strings.Replace(body, b.AccessToken, "", 1))) {
+		t.Fatalf("the caller got a token outside a rewritten body: %q", body)
+	}
+	if got := claimsOf(t, body)["asrs.s.uid"]; got != "alice" {
+		t.Fatalf("the caller got a token for %v", got)
+	}
+}
+
+func checkReached(t *testing.T, h *harness, want reached) {
+	t.Helper()
+	seen := h.up.requests()
+	if want == reachedNothing {
+		if len(seen) != 0 {
+			t.Fatalf("the app saw %d request(s); want none", len(seen))
+		}
+		return
+	}
+	if len(seen) != 1 {
+		t.Fatalf("the app saw %d request(s); want 1", len(seen))
+	}
+	r := seen[0]
+	for name, v := range r.Header {
+		if isIdentityHeader(name) && want == reachedAnonymous {
+			t.Errorf("an anonymous request reached the app with %s: %q", name, v)
+		}
+		if strings.Contains(strings.ToLower(strings.Join(v, ",")), "mallory") {
+			t.Errorf("a forged value reached the app in %s: %q", name, v)
+		}
+	}
+	for _, name := range []string{"Upgrade", "Http2-Settings"} {
+		if v := r.Header.Get(name); v != "" {
+			t.Errorf("the app saw %s: %q", name, v)
+		}
+	}
+	if want == reachedAsAlice {
+		for _, name := range []string{"X-MS-CLIENT-PRINCIPAL-ID", "X-MS-CLIENT-PRINCIPAL-NAME", "X-MS-CLIENT-PRINCIPAL-IDP", "X-MS-CLIENT-PRINCIPAL", "Authorization", "X-Request-ID"} {
+			if r.Header.Get(name) == "" {
+				t.Errorf("the app did not get %s", name)
+			}
+		}
+		if got := r.Header.Get("X-MS-CLIENT-PRINCIPAL-ID"); got != "" && got != "alice" {
+			t.Errorf("the app saw principal %q, want alice", got)
+		}
+	}
+}

@@ -1,0 +1,348 @@
+package proxy
+
+import (
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
+	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite"
+)
+
+// Outcomes of a negotiate request, as logged and counted.
+const (
+	OutcomeRewritten           = "rewritten"            // 2xx from upstream, token rewritten
+	OutcomePreflight           = "preflight"            // CORS preflight, forwarded without authentication
+	OutcomeUnauthenticated     = "unauthenticated"      // 401, never forwarded
+	OutcomeNotReady            = "not_ready"            // 503, no verification key loaded yet
+	OutcomeUpstreamStatus      = "upstream_status"      // non-2xx from upstream without a token, passed through
+	OutcomeRewriteFailed       = "rewrite_failed"       // 502, the upstream answer could not be rewritten or held a token it must not
+	OutcomeUpstreamUnreachable = "upstream_unreachable" // 502, no answer from upstream
+	OutcomeUpstreamTimeout     = "upstream_timeout"     // 504, the app took longer than NegotiateTimeout
+	OutcomeClientGone          = "client_gone"          // the caller went away first
+)
+
+// Reasons of the proxy's own, beside those of auth and rewrite.
+const (
+	// ReasonTokenInStatus: a non-2xx answer carried a token. The rewrite
+	// applies to successful answers only, so the token would have reached
+	// the caller without the caller's id.
+	ReasonTokenInStatus = "token_in_non_2xx"
+	// ReasonTokenInPreflight: the app answered a CORS preflight, which
+	// carries no credentials, with a token. The body is dropped.
+	ReasonTokenInPreflight = "token_in_preflight"
+	// ReasonTooLarge: the app's answer exceeded Config.MaxBodyBytes.
+	ReasonTooLarge = "too_large"
+	// ReasonUnreadable: the app's answer could not be read or decoded.
+	ReasonUnreadable = "unreadable"
+)
+
+// outcome is what became of one negotiate request: the one value that its
+// log line and metrics are made from.
+type outcome struct {
+	name     string
+	reason   string
+	err      error
+	user     string
+	provider string
+}
+
+// serveNegotiate handles a negotiate route and logs and counts the outcome.
+func (h *Handler) serveNegotiate(w http.ResponseWriter, r *http.Request) {
+	start := h.cfg.Now()
+	rec := &statusRecorder{ResponseWriter: w}
+	o := h.negotiate(rec, r)
+	if o.name == "" {
+		o.name = OutcomeClientGone
+	}
+	h.cfg.Metrics.negotiate(o.name)
+	level := zap.InfoLevel
+	switch o.name {
+	case OutcomeRewriteFailed, OutcomeUpstreamUnreachable, OutcomeUpstreamTimeout:
+		level = zap.WarnLevel
+	case OutcomePreflight:
+		if o.reason != "" {
+			level = zap.WarnLevel
+		}
+	}
+	ce := h.log.Check(level, "negotiate")
+	if ce == nil {
+		return
+	}
+	fields := []zap.Field{
+		zap.String("request_id", r.Header.Get(headerRequestID)),
+		zap.String("outcome", o.name),
+		zap.Int("status", rec.status()),
+		zap.String("method", r.Method),
+		zap.String("path", r.URL.Path),
+		zap.Duration("latency", h.cfg.Now().Sub(start)),
+	}
+	if o.user != "" {
+		fields = append(fields, zap.String("user", o.user), zap.String("provider", o.provider))
+	}
+	if o.reason != "" {
+		fields = append(fields, zap.String("reason", o.reason))
+	}
+	if o.err != nil {
+		fields = append(fields, zap.Error(o.err))
+	}
+	ce.Write(fields...)
+}
+
+// negotiate authenticates the caller, sends the request to the app, reads its
+// bounded answer, rewrites the token for the caller and writes the result. No
+// byte of the app's answer reaches the caller before it has been judged.
+func (h *Handler) negotiate(w http.ResponseWriter, r *http.Request) outcome {
+	if isPreflight(r) {
+		return h.preflight(w, r)
+	}
+	id, err := h.cfg.Authenticator.Authenticate(r.Header.Values("Authorization"))
+	if err != nil {
+		var ae *auth.Error
+		if !errors.As(err, &ae) {
+			ae = &auth.Error{Reason: auth.ReasonMalformed, Err: err}
+		}
+		h.cfg.Metrics.authn(ae.Provider, string(ae.Reason))
+		o := outcome{name: OutcomeUnauthenticated, reason: string(ae.Reason), err: err}
+		if ae.Reason == auth.ReasonNoKeys {
+			o.name = OutcomeNotReady
+			w.Header().Set("Retry-After", "5")
+			writeProblem(w, r, http.StatusServiceUnavailable, "Not ready", "The identity provider's keys are not loaded yet. Try again shortly.")
+			return o
+		}
+		writeUnauthorized(w, r, ae.Reason)
+		return o
+	}
+	h.cfg.Metrics.authn(id.Provider, "")
+	setIdentity(r.Header, id)
+	o := outcome{user: id.UserID, provider: id.Provider}
+
+	resp, body, o2 := h.roundTrip(w, r)
+	if o2.name != "" {
+		o2.user, o2.provider = o.user, o.provider
+		return o2
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return h.passStatus(w, r, resp, body, o)
+	}
+	out, err := h.cfg.Rewriter.Rewrite(body, rewrite.Caller{UserID: id.UserID, Claims: id.Claims, Expiry: id.Expiry})
+	if err != nil {
+		o.err = err
+		var re *rewrite.Error
+		if errors.As(err, &re) {
+			o.reason = string(re.Reason)
+			if re.Reason == rewrite.ReasonCallerExpired {
+				// The caller's token expired while the app answered (it was
+				// within the leeway when checked): the caller must get a new
+				// one, as for any expired token.
+				o.name = OutcomeUnauthenticated
+				writeUnauthorized(w, r, auth.ReasonExpired)
+				return o
+			}
+		}
+		o.name = OutcomeRewriteFailed
+		writeProblem(w, r, http.StatusBadGateway, "Bad gateway", "The app's negotiate response could not be verified and rewritten.")
+		return o
+	}
+	header := w.Header()
+	copyHeader(header, resp.Header)
+	// The body changed: validators for the old one would be lies.
+	for _, name := range [...]string{"Content-Encoding", "Etag", "Content-Md5", "Last-Modified"} {
+		header.Del(name)
+	}
+	// A token naming a user must never be served to someone else from a cache.
+	header.Set("Cache-Control", "no-store")
+	header.Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(out)
+	o.name = OutcomeRewritten
+	return o
+}
+
+// isPreflight reports whether r is a CORS preflight: OPTIONS with Origin and
+// Access-Control-Request-Method. Browsers send it without credentials, so it
+// cannot be authenticated; any other OPTIONS request can, and must be.
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != ""
+}
+
+// preflight forwards a CORS preflight without authentication, so that the
+// app's CORS answer reaches the browser. The caller is anonymous, so the
+// answer must not carry a token: a function that answers every method would
+// otherwise hand anyone an unrewritten one. Such a body is dropped; the
+// status and headers, which are what a preflight is for, are kept.
+func (h *Handler) preflight(w http.ResponseWriter, r *http.Request) outcome {
+	// Credentials on a preflight are not checked, so they must not travel
+	// as if they had been.
+	r.Header.Del("Authorization")
+	resp, body, o := h.roundTrip(w, r)
+	if o.name != "" {
+		return o
+	}
+	o = outcome{name: OutcomePreflight}
+	header := w.Header()
+	copyHeader(header, resp.Header)
+	header.Del("Content-Encoding")
+	if carriesToken(body, resp.Header) {
+		o.reason = ReasonTokenInPreflight
+		o.err = errors.New("the app answered a CORS preflight with a token; the body was dropped")
+		header.Del("Location")
+		body = nil
+	}
+	header.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(body)
+	return o
+}
+
+// passStatus passes the app's own non-2xx answers (its 401 from its own
+// checks, a 500) through as they are, unless they hold a token: the rewrite
+// applies to successful answers only, and a token in any other would reach
+// the caller without the caller's id in it.
+func (h *Handler) passStatus(w http.ResponseWriter, r *http.Request, resp *http.Response, body []byte, o outcome) outcome {
+	if carriesToken(body, resp.Header) {
+		o.name = OutcomeRewriteFailed
+		o.reason = ReasonTokenInStatus
+		o.err = fmt.Errorf("the app answered %d with a token in it", resp.StatusCode)
+		writeProblem(w, r, http.StatusBadGateway, "Bad gateway", "The app's negotiate response could not be verified and rewritten.")
+		return o
+	}
+	header := w.Header()
+	copyHeader(header, resp.Header)
+	header.Del("Content-Encoding")
+	header.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(body)
+	o.name = OutcomeUpstreamStatus
+	return o
+}
+
+// roundTrip sends r to the app within the negotiate timeout and reads the
+// whole answer, bounded. When it fails it has answered the caller already
+// and returns the outcome; otherwise the outcome's name is empty.
+func (h *Handler) roundTrip(w http.ResponseWriter, r *http.Request) (*http.Response, []byte, outcome) {
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.NegotiateTimeout)
+	defer cancel()
+	out := r.Clone(ctx)
+	out.RequestURI = ""
+	out.Close = false
+	removeHopByHop(out.Header)
+	h.rewriteRequest(&httputil.ProxyRequest{In: r, Out: out})
+	// We must read this body: ask for it uncompressed.
+	out.Header.Set("Accept-Encoding", "identity")
+	if r.ContentLength == 0 {
+		out.Body = nil // as ReverseProxy does: no body, and no retry trouble
+	}
+
+	start := h.cfg.Now()
+	resp, err := h.cfg.Transport.RoundTrip(out)
+	h.cfg.Metrics.upstream("negotiate", err, h.cfg.Now().Sub(start))
+	if err != nil {
+		return nil, nil, h.upstreamFailed(w, r, ctx, err, OutcomeUpstreamUnreachable, "")
+	}
+	body, err := readBody(resp, h.cfg.MaxBodyBytes)
+	if err != nil {
+		reason := ReasonUnreadable
+		if errors.Is(err, errTooLarge) {
+			reason = ReasonTooLarge
+		}
+		return nil, nil, h.upstreamFailed(w, r, ctx, err, OutcomeRewriteFailed, reason)
+	}
+	removeHopByHop(resp.Header)
+	// The caller already has our request id; one from the app would be a
+	// second, conflicting value.
+	resp.Header.Del(headerRequestID)
+	return resp, body, outcome{}
+}
+
+// upstreamFailed answers a round trip that failed: 504 when the negotiate
+// timeout ran out, nothing when the caller went away, otherwise 502 with the
+// given outcome. The detail goes to the log, not the caller.
+func (h *Handler) upstreamFailed(w http.ResponseWriter, r *http.Request, ctx context.Context, err error, name, reason string) outcome {
+	switch {
+	case r.Context().Err() != nil:
+		w.WriteHeader(499) // logged only; the connection is closed
+		return outcome{name: OutcomeClientGone, err: err}
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		writeProblem(w, r, http.StatusGatewayTimeout, "Gateway timeout", "The app did not answer the negotiate in time.")
+		return outcome{name: OutcomeUpstreamTimeout, err: err}
+	case name == OutcomeRewriteFailed:
+		writeProblem(w, r, http.StatusBadGateway, "Bad gateway", "The app's negotiate response could not be verified and rewritten.")
+	default:
+		writeProblem(w, r, http.StatusBadGateway, "Bad gateway", "The app did not answer.")
+	}
+	return outcome{name: name, reason: reason, err: err}
+}
+
+// copyHeader adds every header of src to dst.
+func copyHeader(dst, src http.Header) {
+	for k, vv := range src {
+		dst[k] = append(dst[k], vv...)
+	}
+}
+
+var errTooLarge = errors.New("answer too large")
+
+// readBody reads a response body of at most limit bytes, decoding gzip. We ask
+// for an uncompressed body, but an upstream may compress anyway.
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
+	defer resp.Body.Close()
+	var r io.Reader = resp.Body
+	switch enc := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(resp.Body)
+		if err != nil {
+			return nil, fmt.Errorf("reading negotiate body: gzip: %w", err)
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		return nil, fmt.Errorf("reading negotiate body: unsupported Content-Encoding %q", enc)
+	}
+	body, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading negotiate body: %w", err)
+	}
+	if int64(len(body)) > limit {
+		return nil, fmt.Errorf("reading negotiate body: larger than %d bytes: %w", limit, errTooLarge)
+	}
+	return body, nil
+}
+
+// statusRecorder remembers the status written, for the log line.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *statusRecorder) status() int {
+	if s.code == 0 {
+		return http.StatusOK
+	}
+	return s.code
+}
