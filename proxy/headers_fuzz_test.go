@@ -1,0 +1,78 @@
+package proxy
+
+import (
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// jwsPattern is the plain statement of what containsJWS looks for.
+var jwsPattern = regexp.MustCompile(`eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.`)
+
+// FuzzCarriesToken checks the scanner against the regular expression it
+// stands for: it must find every token, since a miss hands one out.
+func FuzzCarriesToken(f *testing.F) {
+	for _, s := range []string{
+		negotiateBody(accessKey),
+		`{"error":"boom"}`,
+		`eyJ.eyJ.`,
+		`eyJeyJhbGciOi.x.`,
+		`xeyJ..eyJa.b.c`,
+		`"url":"wss://h/client/hubs/x?access_token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.sig"`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		want := jwsPattern.Match(body)
+		if got := containsJWS(body); got != want {
+			t.Fatalf("containsJWS(%q) = %v, the pattern says %v", body, got, want)
+		}
+		if got := carriesToken(nil, http.Header{"Location": {string(body)}}); got != want {
+			t.Fatalf("carriesToken with Location %q = %v, want %v", body, got, want)
+		}
+	})
+}
+
+// FuzzProtectConnection checks that no Connection header, however written,
+// keeps a name that would delete what the sidecar sets, and that every other
+// name survives.
+func FuzzProtectConnection(f *testing.F) {
+	for _, s := range []string{
+		"keep-alive, X-MS-CLIENT-PRINCIPAL-ID",
+		"x_ms_client_principal,authorization , ,Upgrade",
+		"X-Request-ID,x-ms-token-aad-id-token",
+		"",
+	} {
+		f.Add(s, "close")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		h := http.Header{"Connection": {a, b}}
+		var others []string
+		for _, v := range h["Connection"] {
+			for _, name := range strings.Split(v, ",") {
+				if name = strings.TrimSpace(name); name != "" && !isIdentityHeader(name) && !isProtectedHeader(name) {
+					others = append(others, name)
+				}
+			}
+		}
+		protectConnection(h)
+		var kept []string
+		for _, v := range h["Connection"] {
+			for _, name := range strings.Split(v, ",") {
+				if name = strings.TrimSpace(name); name != "" {
+					kept = append(kept, name)
+				}
+			}
+		}
+		for _, name := range kept {
+			if isIdentityHeader(name) || isProtectedHeader(name) {
+				t.Fatalf("Connection %q still names %q", h["Connection"], name)
+			}
+		}
+		if !slices.Equal(kept, others) {
+			t.Fatalf("Connection %q, %q became %q; want the other names %q kept", a, b, h["Connection"], others)
+		}
+	})
+}
