@@ -76,6 +76,12 @@ func jwksJSON(keys ...signingKey) []byte {
 // mint signs claims with the key; nil values remove a default claim.
 func (k signingKey) mint(t testing.TB, claims jwt.MapClaims) string {
 	t.Helper()
+	return k.mintWithHeader(t, nil, claims)
+}
+
+// mintWithHeader is mint with extra JWS header parameters.
+func (k signingKey) mintWithHeader(t testing.TB, header map[string]any, claims jwt.MapClaims) string {
+	t.Helper()
 	now := time.Now()
 	c := jwt.MapClaims{
 		"iss": testIssuer, "aud": testAudience, "sub": "alice",
@@ -91,6 +97,9 @@ func (k signingKey) mint(t testing.TB, claims jwt.MapClaims) string {
 	tok := jwt.NewWithClaims(k.alg, c)
 	if k.kid != "" {
 		tok.Header["kid"] = k.kid
+	}
+	for name, v := range header {
+		tok.Header[name] = v
 	}
 	s, err := tok.SignedString(k.signer)
 	if err != nil {

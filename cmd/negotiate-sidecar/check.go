@@ -185,7 +185,7 @@ func checkToken(r *report, token string, providers []auth.Provider, complete boo
 		return
 	}
 	claims := jwt.MapClaims{}
-	_, _, _ = jwt.NewParser().ParseUnverified(token, claims)
+	unverified, _, _ := jwt.NewParser().ParseUnverified(token, claims)
 	var p *auth.Provider
 	for i := range providers {
 		if providers[i].Name == ae.Provider {
@@ -213,6 +213,12 @@ func checkToken(r *report, token string, providers []auth.Provider, complete boo
 		todo = "the token's kid is not in the provider's JWKS: was it issued by another tenant or environment?"
 	case auth.ReasonAlgorithm:
 		todo = fmt.Sprintf("accepted algorithms: %s", strings.Join(p.Algorithms, ","))
+	case auth.ReasonCrit:
+		var crit any
+		if unverified != nil {
+			crit = unverified.Header["crit"]
+		}
+		todo = fmt.Sprintf("the token's header has crit %q: extensions the sidecar must understand, and it understands none; have the identity provider issue tokens without crit", fmt.Sprint(crit))
 	case auth.ReasonUserClaim:
 		names := slices.Sorted(func(yield func(string) bool) {
 			for k := range claims {

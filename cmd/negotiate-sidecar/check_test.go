@@ -324,6 +324,26 @@ func TestCheck(t *testing.T) {
 			wantErr: true,
 		},
 		{
+			name: "token with a critical header extension",
+			args: func(t *testing.T, f *checkFixture) []string {
+				tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"iss": f.idp.URL, "aud": "api://app", "sub": "x", "exp": time.Now().Add(time.Hour).Unix()})
+				tok.Header["kid"] = "k1"
+				tok.Header["crit"] = []string{"b64"}
+				tok.Header["b64"] = false
+				s, err := tok.SignedString(f.idp.key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return []string{"--token", s}
+			},
+			want: []string{
+				`FAIL token refused (crit): the header has crit "[b64]", and no JWS extension is understood`,
+				`-> the token's header has crit "[b64]": extensions the sidecar must understand, and it understands none; have the identity provider issue tokens without crit`,
+				"1 problem(s) found.",
+			},
+			wantErr: true,
+		},
+		{
 			name:    "not a token",
 			args:    func(t *testing.T, f *checkFixture) []string { return []string{"--token", "not-a-jwt"} },
 			want:    []string{"FAIL token refused (malformed): "},
