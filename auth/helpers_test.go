@@ -118,6 +118,7 @@ type idp struct {
 	stall    chan struct{} // when set, JWKS requests wait for it to close
 	fetches  atomic.Int32
 	issuer   string // issuer named in the discovery document; default the server URL
+	jwksURI  string // jwks_uri named in the discovery document; default the server's /jwks
 	discover atomic.Int32
 }
 
@@ -128,7 +129,7 @@ func newIDP(t *testing.T, keys ...signingKey) *idp {
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		p.discover.Add(1)
 		p.mu.Lock()
-		iss := p.issuer
+		iss, jwksURI := p.issuer, p.jwksURI
 		failing := p.failing
 		p.mu.Unlock()
 		if failing {
@@ -138,7 +139,10 @@ func newIDP(t *testing.T, keys ...signingKey) *idp {
 		if iss == "" {
 			iss = p.URL
 		}
-		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": iss, "jwks_uri": p.URL + "/jwks"})
+		if jwksURI == "" {
+			jwksURI = p.URL + "/jwks"
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": iss, "jwks_uri": jwksURI})
 	})
 	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
 		p.fetches.Add(1)
