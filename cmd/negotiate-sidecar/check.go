@@ -130,6 +130,10 @@ func checkProvider(ctx context.Context, r *report, ps providerSettings, client *
 func providerHint(ps providerSettings, err error) string {
 	msg := err.Error()
 	switch {
+	case errors.Is(err, auth.ErrInsecureHTTP):
+		return "use https; only for an identity provider inside the cluster without TLS, set insecure_http: true (--insecure-http)"
+	case errors.Is(err, auth.ErrRedirectDowngrade):
+		return "the identity provider redirects from https to plain http; configure the https URL the keys are finally served from (jwks_urls, --jwks-url)"
 	case strings.Contains(msg, "names issuer"):
 		return "set issuer to the iss value your tokens carry, exactly, trailing slash included"
 	case strings.Contains(msg, "discovery") && strings.Contains(msg, "status 404"):

@@ -337,6 +337,8 @@ func TestConfigurationErrors(t *testing.T) {
 		{"bad log format", append([]string{"--log-format", "xml"}, good...), nil, []string{"choose json or console"}},
 		{"bad env duration", good, map[string]string{"NEGOTIATE_SIDECAR_LEEWAY": "soon"}, []string{"NEGOTIATE_SIDECAR_LEEWAY"}},
 		{"alg none", append([]string{"--algorithms", "RS256,none"}, good...), nil, []string{`algorithm "none" is not accepted`}},
+		{"issuer not a URL, for discovery", append(good, "--issuer", "corp-idp"), nil, []string{`issuer "corp-idp" must be an absolute https URL`}},
+		{"http JWKS URL", append(good, "--jwks-url", "http://idp.test/keys"), nil, []string{`JWKS URL "http://idp.test/keys" uses plain http`, "insecure_http: true"}},
 		{"entra connection string", append(good[:6:6], "--connection-string", "Endpoint=https://x.service.signalr.net;AuthType=azure.msi;ClientId=abc"), nil, []string{"has no AccessKey"}},
 		{"broken connection string", append(good[:6:6], "--connection-string", "AccessKey="+key), nil, []string{"Endpoint"}},
 		{"bad negotiate path", append([]string{"--negotiate-path", "api/negotiate"}, good...), nil, []string{"must start with /"}},
