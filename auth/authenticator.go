@@ -90,6 +90,7 @@ const (
 	ReasonAudience    Reason = "audience"      // no accepted aud
 	ReasonUserClaim   Reason = "user_claim"    // user claim missing, empty or unusable
 	ReasonNoKeys      Reason = "no_keys"       // no verification key loaded yet
+	ReasonCrit        Reason = "crit"          // the header marks extensions critical (crit), none of which is understood
 )
 
 // Error is a refused token. Its message carries the detail for logs; Reason
@@ -198,13 +199,24 @@ func (a *Authenticator) Authenticate(authorization []string) (Identity, error) {
 	// An alg golang-jwt does not know ("nOnE") fails here already, and is
 	// refused as an algorithm, not as a malformed token.
 	unverified := jwt.MapClaims{}
-	if _, _, err := a.peek.ParseUnverified(raw, unverified); err != nil {
+	tok, _, err := a.peek.ParseUnverified(raw, unverified)
+	if err != nil {
 		return Identity{}, &Error{Reason: reasonOf(err), Err: err}
 	}
 	iss, _ := unverified["iss"].(string)
 	p := a.providers[iss]
 	if p == nil {
 		return Identity{}, &Error{Reason: ReasonIssuer, Err: fmt.Errorf("issuer %q is not configured", truncate(iss, 200))}
+	}
+	// golang-jwt ignores crit. RFC 7515 section 4.1.11 requires refusing a
+	// token whose crit names an extension the recipient does not
+	// understand, and we understand none; an empty or non-list crit is
+	// malformed. The signature is beside the point: an extension could
+	// change what the signature or the claims mean. Checked before the keys
+	// are looked for, so that such a token is refused (401) even while keys
+	// load, rather than told to retry.
+	if crit, ok := tok.Header["crit"]; ok {
+		return Identity{}, &Error{Reason: ReasonCrit, Provider: p.Name, Err: fmt.Errorf("the header has crit %q, and no JWS extension is understood", truncate(fmt.Sprint(crit), 200))}
 	}
 	if p.Loaded != nil && !p.Loaded() {
 		return Identity{}, &Error{Reason: ReasonNoKeys, Provider: p.Name, Err: errors.New("no verification key is loaded yet")}

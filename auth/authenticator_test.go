@@ -94,6 +94,14 @@ func TestAuthenticate(t *testing.T) {
 		{name: "user claim empty", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"sub": ""})}, wantReason: ReasonUserClaim},
 		{name: "user claim not a string", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"oid": 42})}, userClaim: "oid", wantReason: ReasonUserClaim},
 		{name: "user claim with a newline", header: []string{"Bearer " + rsaKey.mint(t, jwt.MapClaims{"sub": "alice\r\nX-Evil: 1"})}, wantReason: ReasonUserClaim},
+		{name: "unknown header parameter, not critical", header: []string{"Bearer " + rsaKey.mintWithHeader(t, map[string]any{"x-trace": "1"}, nil)}, wantUser: "alice"},
+		{name: "crit naming an extension", header: []string{"Bearer " + rsaKey.mintWithHeader(t, map[string]any{"crit": []string{"exp"}, "exp": now.Add(-time.Hour).Unix()}, nil)}, wantReason: ReasonCrit},
+		{name: "crit naming a registered parameter", header: []string{"Bearer " + rsaKey.mintWithHeader(t, map[string]any{"crit": []string{"kid"}}, nil)}, wantReason: ReasonCrit},
+		{name: "crit empty", header: []string{"Bearer " + rsaKey.mintWithHeader(t, map[string]any{"crit": []string{}}, nil)}, wantReason: ReasonCrit},
+		{name: "crit not a list", header: []string{"Bearer " + rsaKey.mintWithHeader(t, map[string]any{"crit": "b64", "b64": false}, nil)}, wantReason: ReasonCrit},
+		{name: "crit null", header: []string{"Bearer " + rsaKey.mintWithHeader(t, map[string]any{"crit": nil}, nil)}, wantReason: ReasonCrit},
+		{name: "crit with a bad signature", header: []string{"Bearer " + stranger.mintWithHeader(t, map[string]any{"crit": []string{"b64"}, "b64": false}, nil)}, wantReason: ReasonCrit},
+		{name: "crit with an expired token", header: []string{"Bearer " + rsaKey.mintWithHeader(t, map[string]any{"crit": []string{"b64"}, "b64": false}, jwt.MapClaims{"exp": now.Add(-time.Hour).Unix()})}, wantReason: ReasonCrit},
 		{name: "oversized token", header: []string{"Bearer " + strings.Repeat("a", MaxTokenBytes+1)}, wantReason: ReasonMalformed},
 	}
 	for _, tt := range tests {
@@ -184,6 +192,23 @@ func TestNewRejectsUnsafeConfig(t *testing.T) {
 				t.Fatalf("New = %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestCritRefusedWhileKeysLoad: a token with crit can never be accepted, so
+// it is refused (401) at once rather than told to come back once keys load
+// (503).
+func TestCritRefusedWhileKeysLoad(t *testing.T) {
+	k := newRSAKey(t, "k")
+	a := newStaticAuthenticator(t, func(p *Provider) { p.Loaded = func() bool { return false } }, k)
+	_, err := a.Authenticate([]string{"Bearer " + k.mint(t, nil)})
+	if reasonOfErr(err) != ReasonNoKeys {
+		t.Fatalf("token without crit: %v, want reason %s", err, ReasonNoKeys)
+	}
+	_, err = a.Authenticate([]string{"Bearer " + k.mintWithHeader(t, map[string]any{"crit": []string{"b64"}, "b64": false}, nil)})
+	var ae *Error
+	if !errors.As(err, &ae) || ae.Reason != ReasonCrit || ae.Provider != testIssuer {
+		t.Fatalf("token with crit: %#v, want reason %s from provider %q", err, ReasonCrit, testIssuer)
 	}
 }
 

@@ -76,6 +76,12 @@ func jwksJSON(keys ...signingKey) []byte {
 // mint signs claims with the key; nil values remove a default claim.
 func (k signingKey) mint(t testing.TB, claims jwt.MapClaims) string {
 	t.Helper()
+	return k.mintWithHeader(t, nil, claims)
+}
+
+// mintWithHeader is mint with extra JWS header parameters.
+func (k signingKey) mintWithHeader(t testing.TB, header map[string]any, claims jwt.MapClaims) string {
+	t.Helper()
 	now := time.Now()
 	c := jwt.MapClaims{
 		"iss": testIssuer, "aud": testAudience, "sub": "alice",
@@ -91,6 +97,9 @@ func (k signingKey) mint(t testing.TB, claims jwt.MapClaims) string {
 	tok := jwt.NewWithClaims(k.alg, c)
 	if k.kid != "" {
 		tok.Header["kid"] = k.kid
+	}
+	for name, v := range header {
+		tok.Header[name] = v
 	}
 	s, err := tok.SignedString(k.signer)
 	if err != nil {
@@ -109,6 +118,7 @@ type idp struct {
 	stall    chan struct{} // when set, JWKS requests wait for it to close
 	fetches  atomic.Int32
 	issuer   string // issuer named in the discovery document; default the server URL
+	jwksURI  string // jwks_uri named in the discovery document; default the server's /jwks
 	discover atomic.Int32
 }
 
@@ -119,7 +129,7 @@ func newIDP(t *testing.T, keys ...signingKey) *idp {
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		p.discover.Add(1)
 		p.mu.Lock()
-		iss := p.issuer
+		iss, jwksURI := p.issuer, p.jwksURI
 		failing := p.failing
 		p.mu.Unlock()
 		if failing {
@@ -129,7 +139,10 @@ func newIDP(t *testing.T, keys ...signingKey) *idp {
 		if iss == "" {
 			iss = p.URL
 		}
-		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": iss, "jwks_uri": p.URL + "/jwks"})
+		if jwksURI == "" {
+			jwksURI = p.URL + "/jwks"
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": iss, "jwks_uri": jwksURI})
 	})
 	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
 		p.fetches.Add(1)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -24,12 +25,29 @@ import (
 // from filling memory.
 const maxJWKSBytes = 1 << 20
 
+// maxRedirects bounds the redirects followed by one fetch. Identity providers
+// redirect once or twice at most (a moved tenant, a CDN); more is a loop or
+// a detour worth refusing.
+const maxRedirects = 5
+
+// ErrInsecureHTTP is wrapped by the errors about a URL that would fetch keys
+// over plain http from a host other than loopback, unless insecure HTTP was
+// allowed. Anyone on the path could then replace the keys and sign tokens
+// the sidecar accepts.
+var ErrInsecureHTTP = errors.New("uses plain http to a host that is not loopback; use https, or set insecure_http: true (--insecure-http) for an identity provider inside the cluster")
+
+// ErrRedirectDowngrade is wrapped by the error about a redirect from https
+// to plain http, which is refused whatever InsecureHTTP says: the https URL
+// was chosen to protect the keys, and a redirect must not undo that.
+var ErrRedirectDowngrade = errors.New("redirects from https to plain http are refused; configure the https URL the keys are served from")
+
 // KeySetConfig configures a KeySet. Only one of the sources is needed; a static
 // set and remote URLs may be combined.
 type KeySetConfig struct {
 	// Issuer is the identity provider's issuer URL. When JWKSURLs is empty,
 	// the JWKS location is found by OpenID Connect discovery at
-	// Issuer + "/.well-known/openid-configuration".
+	// Issuer + "/.well-known/openid-configuration"; Issuer must then be an
+	// absolute URL that CheckURL accepts.
 	Issuer string
 
 	// JWKSURLs are fetched and merged. A URL that fails keeps the keys it
@@ -42,8 +60,18 @@ type KeySetConfig struct {
 	Static []byte
 
 	// Client fetches discovery documents and key sets. It must have a
-	// timeout; NewKeySet refuses nil.
+	// timeout; NewKeySet refuses nil. The key set uses a copy whose
+	// CheckRedirect follows at most 5 redirects, never from https to http,
+	// and only to URLs that CheckURL accepts, before calling the client's own
+	// CheckRedirect, if any.
 	Client *http.Client
+
+	// InsecureHTTP allows plain http to any host, for an identity provider
+	// inside the cluster that serves no TLS. Without it, every URL fetched
+	// (the issuer's for discovery, JWKSURLs, the discovered jwks_uri and
+	// every redirect) must be https, or http to a loopback host. A redirect
+	// from https to http is refused either way.
+	InsecureHTTP bool
 
 	// RefreshInterval is how often remote keys are fetched once loaded.
 	// Default 15 minutes; each wait is jittered by up to a tenth so that many
@@ -99,10 +127,18 @@ func NewKeySet(cfg KeySetConfig) (*KeySet, error) {
 		return nil, errors.New("key set: give an issuer for discovery, a JWKS URL or a JWKS file")
 	}
 	for _, u := range cfg.JWKSURLs {
-		if err := checkHTTPURL(u); err != nil {
-			return nil, fmt.Errorf("key set: JWKS URL %q: %w", u, err)
+		if err := CheckURL(u, cfg.InsecureHTTP); err != nil {
+			return nil, fmt.Errorf("key set: JWKS URL %q %w", u, err)
 		}
 	}
+	if cfg.Issuer != "" && len(cfg.JWKSURLs) == 0 {
+		// Refused here rather than at every discovery attempt: a bad
+		// issuer would otherwise leave the sidecar unready for ever.
+		if err := CheckURL(cfg.Issuer, cfg.InsecureHTTP); err != nil {
+			return nil, fmt.Errorf("key set: issuer %q, for OpenID Connect discovery, %w", cfg.Issuer, err)
+		}
+	}
+	cfg.Client = guardRedirects(cfg.Client, cfg.InsecureHTTP)
 	if cfg.RefreshInterval <= 0 {
 		cfg.RefreshInterval = 15 * time.Minute
 	}
@@ -336,8 +372,8 @@ func (k *KeySet) discover(ctx context.Context) (string, error) {
 	if doc.Issuer != k.cfg.Issuer {
 		return "", fmt.Errorf("discovery %s: the document names issuer %q, not %q; set --issuer to exactly the iss value of your tokens", u, doc.Issuer, k.cfg.Issuer)
 	}
-	if err := checkHTTPURL(doc.JWKSURI); err != nil {
-		return "", fmt.Errorf("discovery %s: jwks_uri %q: %w", u, doc.JWKSURI, err)
+	if err := CheckURL(doc.JWKSURI, k.cfg.InsecureHTTP); err != nil {
+		return "", fmt.Errorf("discovery %s: jwks_uri %q %w", u, doc.JWKSURI, err)
 	}
 	return doc.JWKSURI, nil
 }
@@ -411,15 +447,60 @@ func parseJWKS(doc []byte) ([]jwkset.JWK, error) {
 	return keys, nil
 }
 
-func checkHTTPURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return err
-	}
-	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+// CheckURL reports whether a key set may fetch from raw: an absolute https
+// URL; or http to a loopback host (localhost, 127.0.0.0/8, ::1), which never
+// leaves the machine; or, with insecureHTTP, http to any host. A refusal for
+// plain http wraps ErrInsecureHTTP. The error reads after the URL it is about:
+// "JWKS URL %q " + err.
+func CheckURL(raw string, insecureHTTP bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return errors.New("must be an absolute http or https URL")
 	}
-	return nil
+	return checkScheme(u, insecureHTTP)
+}
+
+func checkScheme(u *url.URL, insecureHTTP bool) error {
+	if u.Scheme == "https" || insecureHTTP || isLoopback(u.Hostname()) {
+		return nil
+	}
+	return ErrInsecureHTTP
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// guardRedirects returns a copy of c whose redirects are bounded and held to
+// the same rules as the URLs configured: Go's client follows ten, to any
+// scheme, by default.
+func guardRedirects(c *http.Client, insecureHTTP bool) *http.Client {
+	guarded := *c
+	next := c.CheckRedirect
+	guarded.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) > maxRedirects {
+			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		if req.URL.Scheme != "https" {
+			for _, v := range via {
+				if v.URL.Scheme == "https" {
+					return fmt.Errorf("redirect to %s: %w", req.URL.Redacted(), ErrRedirectDowngrade)
+				}
+			}
+		}
+		if err := checkScheme(req.URL, insecureHTTP); err != nil {
+			return fmt.Errorf("redirect to %s %w", req.URL.Redacted(), err)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		return nil
+	}
+	return &guarded
 }
 
 // keyStore is the jwkset.Storage that keyfunc reads. It refreshes the set when

@@ -3,9 +3,14 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -204,5 +209,224 @@ func TestParseJWKS(t *testing.T) {
 				t.Fatalf("parseJWKS = %d keys, %v; want %d", len(keys), err, tt.want)
 			}
 		})
+	}
+}
+
+// pinnedClient is a client that sends every request, whatever host its URL
+// names, to addr on loopback, so that tests can use URLs of identity
+// providers elsewhere without leaving the machine.
+func pinnedClient(addr string) *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+}
+
+func TestCheckURL(t *testing.T) {
+	const absolute = "must be an absolute http or https URL"
+	tests := []struct {
+		url      string
+		insecure bool
+		want     string // "" accepted, "insecure" ErrInsecureHTTP, else the error
+	}{
+		{"https://login.example.test/keys", false, ""},
+		{"HTTPS://login.example.test/keys", false, ""},
+		{"http://127.0.0.1:8080/keys", false, ""},
+		{"http://127.45.6.7/keys", false, ""},
+		{"http://[::1]:8080/keys", false, ""},
+		{"http://localhost:8080/keys", false, ""},
+		{"http://LocalHost/keys", false, ""},
+		{"http://idp.example.test/keys", false, "insecure"},
+		{"http://10.0.0.7/keys", false, "insecure"},
+		{"http://[::ffff:10.0.0.7]/keys", false, "insecure"},
+		{"http://localhost.example.test/keys", false, "insecure"},
+		{"http://127.0.0.1.example.test/keys", false, "insecure"},
+		{"http://keycloak.auth.svc.cluster.local/realms/x", true, ""},
+		{"http://10.0.0.7/keys", true, ""},
+		{"idp.example.test/keys", false, absolute},
+		{"idp.example.test/keys", true, absolute},
+		{"/keys", true, absolute},
+		{"ftp://idp.example.test/keys", true, absolute},
+		{"https:///keys", false, absolute},
+		{"", false, absolute},
+	}
+	for _, tt := range tests {
+		err := CheckURL(tt.url, tt.insecure)
+		switch tt.want {
+		case "":
+			if err != nil {
+				t.Errorf("CheckURL(%q, %v) = %v, want accepted", tt.url, tt.insecure, err)
+			}
+		case "insecure":
+			if !errors.Is(err, ErrInsecureHTTP) {
+				t.Errorf("CheckURL(%q, %v) = %v, want ErrInsecureHTTP", tt.url, tt.insecure, err)
+			}
+		default:
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("CheckURL(%q, %v) = %v, want %q", tt.url, tt.insecure, err, tt.want)
+			}
+		}
+	}
+}
+
+func TestNewKeySetRefusesInsecureURLs(t *testing.T) {
+	client := &http.Client{Timeout: time.Second}
+	static := jwksJSON(newECKey(t, "k"))
+	tests := []struct {
+		name string
+		cfg  KeySetConfig
+		want string // "" accepted
+	}{
+		{"https JWKS URL", KeySetConfig{JWKSURLs: []string{"https://idp.example.test/keys"}}, ""},
+		{"http JWKS URL on loopback", KeySetConfig{JWKSURLs: []string{"http://127.0.0.1:1/keys"}}, ""},
+		{"http JWKS URL", KeySetConfig{JWKSURLs: []string{"http://idp.example.test/keys"}},
+			`key set: JWKS URL "http://idp.example.test/keys" uses plain http to a host that is not loopback; use https, or set insecure_http: true (--insecure-http) for an identity provider inside the cluster`},
+		{"http JWKS URL allowed", KeySetConfig{JWKSURLs: []string{"http://idp.example.test/keys"}, InsecureHTTP: true}, ""},
+		{"http issuer for discovery", KeySetConfig{Issuer: "http://idp.example.test"},
+			`key set: issuer "http://idp.example.test", for OpenID Connect discovery, uses plain http to a host that is not loopback; use https, or set insecure_http: true (--insecure-http) for an identity provider inside the cluster`},
+		{"http issuer for discovery allowed", KeySetConfig{Issuer: "http://idp.example.test", InsecureHTTP: true}, ""},
+		{"issuer not a URL, for discovery", KeySetConfig{Issuer: "idp.example.test"},
+			`key set: issuer "idp.example.test", for OpenID Connect discovery, must be an absolute http or https URL`},
+		{"issuer not a URL, for discovery, beside static keys", KeySetConfig{Issuer: "idp.example.test", Static: static},
+			`key set: issuer "idp.example.test", for OpenID Connect discovery, must be an absolute http or https URL`},
+		// With JWKS URLs the issuer is only compared with iss, never fetched.
+		{"issuer any string beside JWKS URLs", KeySetConfig{Issuer: "urn:idp", JWKSURLs: []string{"https://idp.example.test/keys"}}, ""},
+		{"http issuer beside JWKS URLs", KeySetConfig{Issuer: "http://idp.example.test", JWKSURLs: []string{"https://idp.example.test/keys"}}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Client = client
+			_, err := NewKeySet(tt.cfg)
+			if got := fmt.Sprint(err); (tt.want == "" && err != nil) || (tt.want != "" && got != tt.want) {
+				t.Errorf("NewKeySet = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestKeySetRedirects(t *testing.T) {
+	k := newECKey(t, "k1")
+	var plainHits atomic.Int32
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		plainHits.Add(1)
+		_, _ = w.Write(jwksJSON(k))
+	}))
+	t.Cleanup(plain.Close)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(jwksJSON(k)) })
+	mux.HandleFunc("GET /to-plain", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, plain.URL+"/jwks", http.StatusFound)
+	})
+	mux.HandleFunc("GET /to-elsewhere", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://idp.example.test/jwks", http.StatusFound)
+	})
+	// /hops/n redirects n times before serving the keys.
+	mux.HandleFunc("GET /hops/{n}", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.PathValue("n"))
+		if n == 0 {
+			_, _ = w.Write(jwksJSON(k))
+			return
+		}
+		http.Redirect(w, r, "/hops/"+strconv.Itoa(n-1), http.StatusFound)
+	})
+	secure := httptest.NewTLSServer(mux)
+	t.Cleanup(secure.Close)
+	plainMux := httptest.NewServer(mux) // the same routes over http on loopback
+	t.Cleanup(plainMux.Close)
+
+	tests := []struct {
+		name     string
+		url      string
+		insecure bool
+		wantIs   error  // nil: keys load
+		wantText string // in the error
+	}{
+		{"https", secure.URL + "/jwks", false, nil, ""},
+		{"https to https", secure.URL + "/hops/1", false, nil, ""},
+		{"five redirects", secure.URL + "/hops/5", false, nil, ""},
+		{"six redirects", secure.URL + "/hops/6", false, nil, "stopped after 5 redirects"},
+		{"https to http on loopback", secure.URL + "/to-plain", false, ErrRedirectDowngrade, "redirect to " + plain.URL + "/jwks: "},
+		{"https to http, even when http is allowed", secure.URL + "/to-plain", true, ErrRedirectDowngrade, ""},
+		{"http on loopback to http elsewhere", plainMux.URL + "/to-elsewhere", false, ErrInsecureHTTP, "redirect to http://idp.example.test/jwks uses plain http"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plainHits.Store(0)
+			ks, err := NewKeySet(KeySetConfig{JWKSURLs: []string{tt.url}, Client: secure.Client(), InsecureHTTP: tt.insecure})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = ks.Refresh(context.Background())
+			if tt.wantIs == nil && tt.wantText == "" {
+				if err != nil || !ks.Loaded() {
+					t.Fatalf("Refresh = %v, loaded %v; want keys", err, ks.Loaded())
+				}
+				return
+			}
+			if err == nil || ks.Loaded() {
+				t.Fatalf("Refresh = %v, loaded %v; want a refusal", err, ks.Loaded())
+			}
+			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+				t.Errorf("Refresh = %v, want %v", err, tt.wantIs)
+			}
+			if !strings.Contains(err.Error(), tt.wantText) {
+				t.Errorf("Refresh = %v, want it to contain %q", err, tt.wantText)
+			}
+			if plainHits.Load() != 0 {
+				t.Error("the http server was reached")
+			}
+		})
+	}
+
+	// The client's own redirect policy still applies after ours.
+	t.Run("client's own CheckRedirect", func(t *testing.T) {
+		own := errors.New("no redirects here")
+		c := secure.Client()
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return own }
+		ks, err := NewKeySet(KeySetConfig{JWKSURLs: []string{secure.URL + "/hops/1"}, Client: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ks.Refresh(context.Background()); !errors.Is(err, own) {
+			t.Errorf("Refresh = %v, want the client's own refusal", err)
+		}
+	})
+}
+
+func TestKeySetDiscoveryRefusesInsecureJWKSURI(t *testing.T) {
+	k := newRSAKey(t, "k1")
+	p := newIDP(t, k)
+	p.mu.Lock()
+	p.jwksURI = "http://keys.example.test/jwks"
+	p.mu.Unlock()
+
+	// The issuer is on loopback, but the JWKS it names is not.
+	ks, err := NewKeySet(KeySetConfig{Issuer: p.URL, Client: pinnedClient(p.Listener.Addr().String())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ks.Refresh(context.Background())
+	if !errors.Is(err, ErrInsecureHTTP) || !strings.Contains(err.Error(), `jwks_uri "http://keys.example.test/jwks" uses plain http`) {
+		t.Fatalf("Refresh = %v, want the jwks_uri refused as plain http", err)
+	}
+	if p.fetches.Load() != 0 || ks.Loaded() {
+		t.Fatalf("keys fetched (%d) or loaded (%v) from a refused jwks_uri", p.fetches.Load(), ks.Loaded())
+	}
+
+	// An identity provider inside the cluster, opted in: both the issuer
+	// and the jwks_uri are plain http to hosts other than loopback.
+	p.mu.Lock()
+	p.issuer = "http://idp.example.test"
+	p.mu.Unlock()
+	ks, err = NewKeySet(KeySetConfig{Issuer: "http://idp.example.test", InsecureHTTP: true, Client: pinnedClient(p.Listener.Addr().String())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.Refresh(context.Background()); err != nil || !ks.Loaded() {
+		t.Fatalf("Refresh with insecure HTTP allowed = %v, loaded %v", err, ks.Loaded())
+	}
+	if p.fetches.Load() != 1 {
+		t.Errorf("JWKS fetched %d times, want 1", p.fetches.Load())
 	}
 }

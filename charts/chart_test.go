@@ -244,6 +244,9 @@ func checkSidecar(t *testing.T, pod corev1.PodSpec, c *corev1.Container, v chart
 	if issuer := str(t, v, "auth.issuer"); issuer != "" && !slices.Contains(args, "--issuer="+issuer) {
 		t.Errorf("sidecar args %q lack --issuer=%s", args, issuer)
 	}
+	if insecure := boolean(t, v, "auth.insecureHttp"); insecure != slices.Contains(args, "--insecure-http") {
+		t.Errorf("sidecar args %q with auth.insecureHttp %v", args, insecure)
+	}
 	for _, a := range stringList(t, v, "auth.audiences") {
 		if !slices.Contains(args, "--audience="+a) {
 			t.Errorf("sidecar args %q lack --audience=%s", args, a)
@@ -739,6 +742,7 @@ func TestChartSchemaRejectsBadValues(t *testing.T) {
 		{"port as a string", "sidecar:\n  adminPort: \"9090\"", "adminPort"},
 		{"symmetric algorithm", "auth:\n  algorithms: [HS256]", "algorithms"},
 		{"issuer without scheme", "auth:\n  issuer: login.microsoftonline.com", "issuer"},
+		{"insecure http as a string", "auth:\n  insecureHttp: \"true\"", "insecureHttp"},
 		{"secret key with a space", "connectionString:\n  key: connection string", "key"},
 		{"service type", "service:\n  type: Ingress", "type"},
 		{"disruption budget", "podDisruptionBudget:\n  minAvailable: half", "minAvailable"},

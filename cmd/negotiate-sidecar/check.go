@@ -130,6 +130,10 @@ func checkProvider(ctx context.Context, r *report, ps providerSettings, client *
 func providerHint(ps providerSettings, err error) string {
 	msg := err.Error()
 	switch {
+	case errors.Is(err, auth.ErrInsecureHTTP):
+		return "use https; only for an identity provider inside the cluster without TLS, set insecure_http: true (--insecure-http)"
+	case errors.Is(err, auth.ErrRedirectDowngrade):
+		return "the identity provider redirects from https to plain http; configure the https URL the keys are finally served from (jwks_urls, --jwks-url)"
 	case strings.Contains(msg, "names issuer"):
 		return "set issuer to the iss value your tokens carry, exactly, trailing slash included"
 	case strings.Contains(msg, "discovery") && strings.Contains(msg, "status 404"):
@@ -185,7 +189,7 @@ func checkToken(r *report, token string, providers []auth.Provider, complete boo
 		return
 	}
 	claims := jwt.MapClaims{}
-	_, _, _ = jwt.NewParser().ParseUnverified(token, claims)
+	unverified, _, _ := jwt.NewParser().ParseUnverified(token, claims)
 	var p *auth.Provider
 	for i := range providers {
 		if providers[i].Name == ae.Provider {
@@ -213,6 +217,12 @@ func checkToken(r *report, token string, providers []auth.Provider, complete boo
 		todo = "the token's kid is not in the provider's JWKS: was it issued by another tenant or environment?"
 	case auth.ReasonAlgorithm:
 		todo = fmt.Sprintf("accepted algorithms: %s", strings.Join(p.Algorithms, ","))
+	case auth.ReasonCrit:
+		var crit any
+		if unverified != nil {
+			crit = unverified.Header["crit"]
+		}
+		todo = fmt.Sprintf("the token's header has crit %q: extensions the sidecar must understand, and it understands none; have the identity provider issue tokens without crit", fmt.Sprint(crit))
 	case auth.ReasonUserClaim:
 		names := slices.Sorted(func(yield func(string) bool) {
 			for k := range claims {

@@ -173,6 +173,32 @@ func TestCheck(t *testing.T) {
 			wantErr: true,
 		},
 		{
+			name: "issuer not a URL, for discovery",
+			args: func(t *testing.T, f *checkFixture) []string { return []string{"--issuer", "corp-idp"} },
+			want: []string{
+				`FAIL configuration provider "provider-1": issuer "corp-idp" must be an absolute https URL: without jwks_urls (--jwks-url) or jwks_file (--jwks-file), the keys are found by OpenID Connect discovery from it`,
+				"1 problem(s) in the configuration; fix them and run check again.",
+			},
+			wantErr: true,
+		},
+		{
+			name: "discovery names a JWKS over plain http",
+			args: func(t *testing.T, f *checkFixture) []string {
+				var srv *httptest.Server
+				srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":"http://keys.example.test/keys"}`, srv.URL)
+				}))
+				t.Cleanup(srv.Close)
+				return []string{"--issuer", srv.URL}
+			},
+			want: []string{
+				`/.well-known/openid-configuration: jwks_uri "http://keys.example.test/keys" uses plain http to a host that is not loopback; use https, or set insecure_http: true (--insecure-http) for an identity provider inside the cluster`,
+				"-> use https; only for an identity provider inside the cluster without TLS, set insecure_http: true (--insecure-http)",
+				"1 problem(s) found.",
+			},
+			wantErr: true,
+		},
+		{
 			name: "malformed connection string",
 			env:  map[string]string{"AzureSignalRConnectionString": "AccessKey=" + fakeAccessKey + ";Version=1.0;"},
 			want: []string{
@@ -321,6 +347,26 @@ func TestCheck(t *testing.T) {
 				return []string{"--token", mintToken(t, forged, nil)}
 			},
 			want:    []string{"FAIL token refused (signature): ", "1 problem(s) found."},
+			wantErr: true,
+		},
+		{
+			name: "token with a critical header extension",
+			args: func(t *testing.T, f *checkFixture) []string {
+				tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"iss": f.idp.URL, "aud": "api://app", "sub": "x", "exp": time.Now().Add(time.Hour).Unix()})
+				tok.Header["kid"] = "k1"
+				tok.Header["crit"] = []string{"b64"}
+				tok.Header["b64"] = false
+				s, err := tok.SignedString(f.idp.key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return []string{"--token", s}
+			},
+			want: []string{
+				`FAIL token refused (crit): the header has crit "[b64]", and no JWS extension is understood`,
+				`-> the token's header has crit "[b64]": extensions the sidecar must understand, and it understands none; have the identity provider issue tokens without crit`,
+				"1 problem(s) found.",
+			},
 			wantErr: true,
 		},
 		{

@@ -61,6 +61,7 @@ type providerSettings struct {
 	Leeway          *time.Duration `yaml:"leeway"` // nil: default; 0 is a valid choice
 	RefreshInterval time.Duration  `yaml:"refresh_interval"`
 	MaxStaleness    time.Duration  `yaml:"max_staleness"`
+	InsecureHTTP    bool           `yaml:"insecure_http"`
 }
 
 // signalRSettings lists connection strings beyond those found in the
@@ -173,6 +174,7 @@ func newFlagSet(name string, v *flagValues, check bool, stderr io.Writer) *flag.
 	fs.DurationVar(&v.leeway, "leeway", defaultLeeway, "clock skew allowed on exp, nbf and iat")
 	fs.DurationVar(&v.provider.RefreshInterval, "jwks-refresh-interval", defaultRefreshInterval, "how often the identity provider's keys are fetched")
 	fs.DurationVar(&v.provider.MaxStaleness, "max-staleness", 0, "readiness fails once the newest keys fetched are older than this (0: never)")
+	fs.BoolVar(&v.provider.InsecureHTTP, "insecure-http", false, "allow plain http to the identity provider (issuer for discovery, JWKS URLs), for one inside the cluster without TLS; http to loopback is always allowed")
 
 	fs.StringVar(&v.connString, "connection-string", "", "Azure SignalR connection string (default: $AzureSignalRConnectionString, the setting the Functions app reads)")
 	fs.Var(listFlag{&v.connFiles}, "connection-string-file", "`path` of a file holding a connection string, re-read when it changes (repeatable)")
@@ -199,7 +201,7 @@ func newFlagSet(name string, v *flagValues, check bool, stderr io.Writer) *flag.
 
 // providerFlags are the flags that describe the single provider given on the
 // command line.
-var providerFlags = []string{"issuer", "jwks-url", "jwks-file", "audience", "user-claim", "algorithms", "leeway", "jwks-refresh-interval", "max-staleness"}
+var providerFlags = []string{"issuer", "jwks-url", "jwks-file", "audience", "user-claim", "algorithms", "leeway", "jwks-refresh-interval", "max-staleness", "insecure-http"}
 
 // loadSettings resolves the configuration from the command line, the
 // environment and the configuration file. Every problem is reported at once,
@@ -370,6 +372,8 @@ func (v *flagValues) applyProvider(p *providerSettings, name string) {
 		p.RefreshInterval = v.provider.RefreshInterval
 	case "max-staleness":
 		p.MaxStaleness = v.provider.MaxStaleness
+	case "insecure-http":
+		p.InsecureHTTP = v.provider.InsecureHTTP
 	}
 }
 
@@ -502,8 +506,20 @@ func (s *settings) validate() []error {
 			add("%s: an audience is empty; list the aud values your callers' tokens carry", where)
 		}
 		for _, u := range p.JWKSURLs {
-			if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
-				add("%s: JWKS URL %q must be an absolute http or https URL", where, u)
+			if err := auth.CheckURL(u, p.InsecureHTTP); err != nil {
+				add("%s: JWKS URL %q %v", where, u, err)
+			}
+		}
+		// Without a JWKS URL or file the keys are found by discovery from
+		// the issuer, which must then be a URL the key set may fetch;
+		// otherwise the issuer is only compared with iss, and any string
+		// will do. Caught here, an issuer that cannot be fetched is a
+		// configuration error rather than a pod unready for ever.
+		if p.Issuer != "" && len(p.JWKSURLs) == 0 && p.JWKSFile == "" {
+			if err := auth.CheckURL(p.Issuer, p.InsecureHTTP); errors.Is(err, auth.ErrInsecureHTTP) {
+				add("%s: issuer %q, from which OpenID Connect discovery finds the keys, %v", where, p.Issuer, err)
+			} else if err != nil {
+				add("%s: issuer %q must be an absolute https URL: without jwks_urls (--jwks-url) or jwks_file (--jwks-file), the keys are found by OpenID Connect discovery from it", where, p.Issuer)
 			}
 		}
 		if p.UserClaim == "" {

@@ -90,6 +90,16 @@ func TestLoadSettingsValidFull(t *testing.T) {
 				Leeway:          durationPtr(0), // given as 0s, not defaulted to 30s
 				RefreshInterval: defaultRefreshInterval,
 			},
+			{
+				Name:            "in-cluster",
+				Issuer:          "http://keycloak.auth.svc.cluster.local/realms/chat",
+				Audiences:       []string{"chat"},
+				Algorithms:      auth.DefaultAlgorithms,
+				UserClaim:       "sub",
+				Leeway:          durationPtr(defaultLeeway),
+				RefreshInterval: defaultRefreshInterval,
+				InsecureHTTP:    true,
+			},
 		},
 		SignalR: signalRSettings{
 			ConnectionStrings:     []string{"Endpoint=https://fake-east.service.signalr.net;AccessKey=" + fakeAccessKey + ";Version=1.0;"},
@@ -391,6 +401,10 @@ func TestLoadSettingsProviderFlagsOverrideTheFileProvider(t *testing.T) {
 			}},
 		{"flag over environment", map[string]string{"NEGOTIATE_SIDECAR_USER_CLAIM": "upn"}, []string{"--user-claim", "oid"},
 			func(p *providerSettings) { p.UserClaim = "oid" }},
+		{"insecure http flag", nil, []string{"--insecure-http"},
+			func(p *providerSettings) { p.InsecureHTTP = true }},
+		{"insecure http from environment", map[string]string{"NEGOTIATE_SIDECAR_INSECURE_HTTP": "true"}, nil,
+			func(p *providerSettings) { p.InsecureHTTP = true }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -421,17 +435,56 @@ func TestLoadSettingsProviderFlagsWithSeveralFileProviders(t *testing.T) {
 		{
 			name: "flags",
 			args: []string{"--audience", "chat", "--issuer", "https://idp.example.test/"},
-			want: "--issuer, --audience (flags or NEGOTIATE_SIDECAR_* variables) describe a single identity provider, but testdata/valid-full.yml configures 2; set them in the file instead",
+			want: "--issuer, --audience (flags or NEGOTIATE_SIDECAR_* variables) describe a single identity provider, but testdata/valid-full.yml configures 3; set them in the file instead",
 		},
 		{
 			name: "environment",
 			env:  map[string]string{"NEGOTIATE_SIDECAR_JWKS_URL": "https://idp.example.test/keys"},
-			want: "--jwks-url (flags or NEGOTIATE_SIDECAR_* variables) describe a single identity provider, but testdata/valid-full.yml configures 2; set them in the file instead",
+			want: "--jwks-url (flags or NEGOTIATE_SIDECAR_* variables) describe a single identity provider, but testdata/valid-full.yml configures 3; set them in the file instead",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := loadArgs(t, tt.env, append([]string{"--config", "testdata/valid-full.yml"}, tt.args...)...)
+			if got := errString(err); got != tt.want {
+				t.Errorf("error:\n%s\nwant:\n%s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestLoadSettingsPlainHTTP: keys are fetched over https, or plain http to
+// loopback, unless the provider allows plain http; an issuer used for
+// discovery must be a URL, and is refused at start rather than leaving the
+// sidecar unready for ever.
+func TestLoadSettingsPlainHTTP(t *testing.T) {
+	const todo = " uses plain http to a host that is not loopback; use https, or set insecure_http: true (--insecure-http) for an identity provider inside the cluster"
+	base := []string{"--upstream", "http://127.0.0.1:7071", "--audience", "chat", "--connection-string", fakeConnectionString}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string // "" accepted
+	}{
+		{"https issuer", nil, []string{"--issuer", "https://idp.example.test/"}, ""},
+		{"http issuer", nil, []string{"--issuer", "http://idp.example.test/"},
+			`provider "idp.example.test": issuer "http://idp.example.test/", from which OpenID Connect discovery finds the keys,` + todo},
+		{"http issuer allowed by flag", nil, []string{"--issuer", "http://idp.example.test/", "--insecure-http"}, ""},
+		{"http issuer on loopback", nil, []string{"--issuer", "http://127.0.0.1:5556/dex"}, ""},
+		{"http issuer on localhost", nil, []string{"--issuer", "http://localhost:5556/dex"}, ""},
+		{"http JWKS URL", nil, []string{"--issuer", "https://idp.example.test/", "--jwks-url", "http://10.0.0.7/keys"},
+			`provider "idp.example.test": JWKS URL "http://10.0.0.7/keys"` + todo},
+		{"http JWKS URL allowed by the environment", map[string]string{"NEGOTIATE_SIDECAR_INSECURE_HTTP": "true"}, []string{"--issuer", "https://idp.example.test/", "--jwks-url", "http://10.0.0.7/keys"}, ""},
+		{"http JWKS URL, environment overridden by flag", map[string]string{"NEGOTIATE_SIDECAR_INSECURE_HTTP": "true"}, []string{"--issuer", "https://idp.example.test/", "--jwks-url", "http://10.0.0.7/keys", "--insecure-http=false"},
+			`provider "idp.example.test": JWKS URL "http://10.0.0.7/keys"` + todo},
+		{"issuer not a URL, for discovery", nil, []string{"--issuer", "corp-idp"},
+			`provider "provider-1": issuer "corp-idp" must be an absolute https URL: without jwks_urls (--jwks-url) or jwks_file (--jwks-file), the keys are found by OpenID Connect discovery from it`},
+		{"issuer not a URL, with a JWKS URL", nil, []string{"--issuer", "corp-idp", "--jwks-url", "https://idp.example.test/keys"}, ""},
+		{"issuer not a URL, with a JWKS file", nil, []string{"--issuer", "corp-idp", "--jwks-file", "testdata/jwks.json"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadArgs(t, tt.env, append(base, tt.args...)...)
 			if got := errString(err); got != tt.want {
 				t.Errorf("error:\n%s\nwant:\n%s", got, tt.want)
 			}
@@ -470,6 +523,9 @@ func TestLoadSettingsInvalidFiles(t *testing.T) {
 		"invalid-max-staleness-default-refresh.yml": `provider "idp.example.test": max staleness 20m0s must be 0 (never) or at least twice the refresh interval (15m0s)`,
 		"invalid-refresh-interval.yml":              `provider "idp.example.test": refresh interval 30s: choose at least 1m; rotated keys are fetched on demand anyway`,
 		"invalid-jwks-url.yml":                      `provider "idp.example.test": JWKS URL "idp.example.test/keys" must be an absolute http or https URL`,
+		"invalid-http-jwks-url.yml":                 `provider "idp.example.test": JWKS URL "http://idp.example.test/keys" uses plain http to a host that is not loopback; use https, or set insecure_http: true (--insecure-http) for an identity provider inside the cluster`,
+		"invalid-http-issuer.yml":                   `provider "idp.example.test": issuer "http://idp.example.test/", from which OpenID Connect discovery finds the keys, uses plain http to a host that is not loopback; use https, or set insecure_http: true (--insecure-http) for an identity provider inside the cluster`,
+		"invalid-issuer-not-url.yml":                `provider "corp": issuer "corp-idp" must be an absolute https URL: without jwks_urls (--jwks-url) or jwks_file (--jwks-file), the keys are found by OpenID Connect discovery from it`,
 		"invalid-close-without-bind.yml":            "close_on_caller_expiry needs bind_to_caller_expiry: the connection can only close when the token it was opened with expires",
 		"invalid-service.yml":                       `service "pubsub": choose signalr or webpubsub`,
 		"invalid-negotiate-path.yml":                `negotiate path "api/negotiate" must start with /`,

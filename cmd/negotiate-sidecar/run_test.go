@@ -233,14 +233,26 @@ func TestRunEndToEnd(t *testing.T) {
 	if code, _ := negotiate(t, r.proxy+"/api/negotiate", "garbage"); code != 401 {
 		t.Errorf("bad token: %d, want 401", code)
 	}
+	// A well-signed token whose header marks an extension critical is
+	// refused, and counted under its own reason.
+	critical := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"iss": idp.URL, "aud": "api://app", "sub": "user-7", "exp": time.Now().Add(time.Minute).Unix()})
+	critical.Header["kid"], critical.Header["crit"], critical.Header["b64"] = "k1", []string{"b64"}, false
+	critTok, err := critical.SignedString(idp.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := negotiate(t, r.proxy+"/api/negotiate", critTok); code != 401 {
+		t.Errorf("token with crit: %d, want 401", code)
+	}
 
 	_, metrics := get(t, r.admin+"/metrics")
 	for _, want := range []string{
 		`negotiate_sidecar_negotiate_requests_total{outcome="rewritten"} 2`,
-		`negotiate_sidecar_negotiate_requests_total{outcome="unauthenticated"} 1`,
+		`negotiate_sidecar_negotiate_requests_total{outcome="unauthenticated"} 2`,
 		`negotiate_sidecar_jwks_fetch_success_total{provider="127.0.0.1:`,
 		`negotiate_sidecar_jwt_authn_allowed_total{provider="127.0.0.1:`,
 		`negotiate_sidecar_jwt_authn_denied_total{provider="",reason="malformed"} 1`,
+		`negotiate_sidecar_jwt_authn_denied_total{provider="` + strings.TrimPrefix(idp.URL, "http://") + `",reason="crit"} 1`,
 		`negotiate_sidecar_jwks_keys{provider="127.0.0.1:`,
 		`negotiate_sidecar_build_info{go_version="go`,
 		`negotiate_sidecar_upstream_duration_seconds_count{result="response",route="negotiate"} 2`,
@@ -276,7 +288,10 @@ func TestRunEndToEnd(t *testing.T) {
 	r.done <- nil // for the cleanup
 
 	logs := r.logs.String()
-	for _, secret := range []string{testAccessKey, out.AccessToken, cs} {
+	if !strings.Contains(logs, `"reason":"crit"`) {
+		t.Errorf("no log line with reason crit:\n%s", logs)
+	}
+	for _, secret := range []string{testAccessKey, out.AccessToken, cs, critTok} {
 		if strings.Contains(logs, secret) {
 			t.Fatal("the logs contain a secret")
 		}
@@ -322,6 +337,8 @@ func TestConfigurationErrors(t *testing.T) {
 		{"bad log format", append([]string{"--log-format", "xml"}, good...), nil, []string{"choose json or console"}},
 		{"bad env duration", good, map[string]string{"NEGOTIATE_SIDECAR_LEEWAY": "soon"}, []string{"NEGOTIATE_SIDECAR_LEEWAY"}},
 		{"alg none", append([]string{"--algorithms", "RS256,none"}, good...), nil, []string{`algorithm "none" is not accepted`}},
+		{"issuer not a URL, for discovery", append(good, "--issuer", "corp-idp"), nil, []string{`issuer "corp-idp" must be an absolute https URL`}},
+		{"http JWKS URL", append(good, "--jwks-url", "http://idp.test/keys"), nil, []string{`JWKS URL "http://idp.test/keys" uses plain http`, "insecure_http: true"}},
 		{"entra connection string", append(good[:6:6], "--connection-string", "Endpoint=https://x.service.signalr.net;AuthType=azure.msi;ClientId=abc"), nil, []string{"has no AccessKey"}},
 		{"broken connection string", append(good[:6:6], "--connection-string", "AccessKey="+key), nil, []string{"Endpoint"}},
 		{"bad negotiate path", append([]string{"--negotiate-path", "api/negotiate"}, good...), nil, []string{"must start with /"}},

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -115,7 +116,7 @@ func buildRuntime(s settings, env environment, d deps) (*runtime, error) {
 // contents, JWKS URLs, or, with neither, OpenID Connect discovery from the
 // issuer.
 func (ps providerSettings) keySetConfig(static []byte, client *http.Client) auth.KeySetConfig {
-	cfg := auth.KeySetConfig{JWKSURLs: ps.JWKSURLs, Static: static, Client: client, RefreshInterval: ps.RefreshInterval}
+	cfg := auth.KeySetConfig{JWKSURLs: ps.JWKSURLs, Static: static, Client: client, RefreshInterval: ps.RefreshInterval, InsecureHTTP: ps.InsecureHTTP}
 	if len(ps.JWKSURLs) == 0 && len(static) == 0 {
 		cfg.Issuer = ps.Issuer
 	}
@@ -188,7 +189,9 @@ func (p *keyPool) get(ps providerSettings) (*auth.KeySet, string, error) {
 		}
 	}
 	sum := sha256.Sum256(static)
-	id := strings.Join([]string{ps.Name, ps.Issuer, strings.Join(ps.JWKSURLs, " "), hex.EncodeToString(sum[:]), ps.RefreshInterval.String()}, "|")
+	// InsecureHTTP is part of the identity: a reload that withdraws it must
+	// not keep a key set that fetches over plain http.
+	id := strings.Join([]string{ps.Name, ps.Issuer, strings.Join(ps.JWKSURLs, " "), hex.EncodeToString(sum[:]), ps.RefreshInterval.String(), strconv.FormatBool(ps.InsecureHTTP)}, "|")
 
 	p.mu.Lock()
 	defer p.mu.Unlock()

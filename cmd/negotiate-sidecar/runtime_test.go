@@ -2,13 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
 	"github.com/negotiate-sidecar/negotiate-sidecar/proxy"
 )
 
@@ -63,5 +69,53 @@ func eventuallyReady(t *testing.T, rt *runtime) {
 			t.Fatalf("never ready: %v", rt.ready(time.Now()))
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestKeyPoolSeparatesInsecureHTTP: a reload that withdraws insecure_http
+// must not keep the key set that fetched over plain http.
+func TestKeyPoolSeparatesInsecureHTTP(t *testing.T) {
+	jwks, err := os.ReadFile("testdata/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/keys" {
+			w.Write(jwks)
+			return
+		}
+		// The issuer is on loopback; the keys it names are elsewhere.
+		fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":"http://keys.example.test/keys"}`, srv.URL)
+	}))
+	defer srv.Close()
+	// Every request goes to srv, whatever host it names.
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, srv.Listener.Addr().String())
+		},
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool := newKeyPool(ctx, zap.NewNop(), client, func(string, error) {})
+
+	ps := providerSettings{Name: "p", Issuer: srv.URL, RefreshInterval: time.Hour, InsecureHTTP: true}
+	allowed, _, err := pool.get(ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := allowed.Refresh(ctx); err != nil {
+		t.Fatalf("with insecure_http: %v", err)
+	}
+	ps.InsecureHTTP = false
+	withdrawn, _, err := pool.get(ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if withdrawn == allowed {
+		t.Fatal("the key set allowed plain http is kept after insecure_http was withdrawn")
+	}
+	if err := withdrawn.Refresh(ctx); !errors.Is(err, auth.ErrInsecureHTTP) {
+		t.Fatalf("without insecure_http: %v, want the jwks_uri refused", err)
 	}
 }

@@ -143,6 +143,9 @@ flag only when its value is set, so that a configuration file can hold it instea
 {{- with $v.auth.leeway }}
 {{- $args = append $args (printf "--leeway=%s" .) }}
 {{- end }}
+{{- if $v.auth.insecureHttp }}
+{{- $args = append $args "--insecure-http" }}
+{{- end }}
 {{- range $v.sidecar.negotiatePaths }}
 {{- $args = append $args (printf "--negotiate-path=%s" .) }}
 {{- end }}
