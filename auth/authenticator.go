@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -44,6 +45,11 @@ type Provider struct {
 	Keys jwt.Keyfunc
 	// Loaded reports whether any key is loaded yet; nil means always.
 	Loaded func() bool
+	// Generation returns a number that changes whenever the set of keys
+	// behind Keys changes, a key added or removed (KeySet.Generation). A
+	// cached token verified under another generation is checked again.
+	// Nil: the provider's tokens are never cached.
+	Generation func() uint64
 }
 
 // Config configures an Authenticator.
@@ -51,11 +57,15 @@ type Config struct {
 	// Providers are the accepted identity providers; at least one, with
 	// distinct issuers.
 	Providers []Provider
+	// Cache, if set, remembers tokens that verified (see Cache). Share one
+	// across reloads: the new Authenticator never sees the old one's entries.
+	Cache *Cache
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
 }
 
-// Identity is a verified caller.
+// Identity is a verified caller. Identities may come from a Cache and share
+// their Claims with other requests: treat them as read-only.
 type Identity struct {
 	// UserID is the value of the configured user claim.
 	UserID string
@@ -112,6 +122,7 @@ type Authenticator struct {
 	names     []string
 	now       func() time.Time
 	peek      *jwt.Parser
+	cache     *Cache
 }
 
 type provider struct {
@@ -125,7 +136,7 @@ func New(cfg Config) (*Authenticator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	a := &Authenticator{providers: map[string]*provider{}, now: cfg.Now, peek: jwt.NewParser(jwt.WithJSONNumber())}
+	a := &Authenticator{providers: map[string]*provider{}, now: cfg.Now, peek: jwt.NewParser(jwt.WithJSONNumber()), cache: cfg.Cache}
 	var problems []error
 	if len(cfg.Providers) == 0 {
 		problems = append(problems, errors.New("at least one identity provider is required (--issuer)"))
@@ -194,6 +205,30 @@ func (a *Authenticator) Authenticate(authorization []string) (Identity, error) {
 		}
 		return Identity{}, &Error{Reason: ReasonMalformed, Err: errors.New("the Authorization header is not a single Bearer token")}
 	}
+	if a.cache == nil {
+		id, _, _, err := a.verify(raw)
+		return id, err
+	}
+	key := sha256.Sum256([]byte(raw))
+	if id, ok := a.cache.get(key, a, a.now()); ok {
+		return id, nil
+	}
+	id, p, generation, err := a.verify(raw)
+	if err != nil {
+		return id, err
+	}
+	if p.Generation != nil && !id.Expiry.IsZero() {
+		// Kept as long as a fresh check would accept the token: until exp
+		// plus the leeway (nbf and iat only become more valid with time).
+		a.cache.put(key, a, generation, p.Generation, id.Expiry.Add(p.Leeway), int64(2*len(raw)+256), id)
+	}
+	return id, nil
+}
+
+// verify checks raw against the provider its iss names. It returns that
+// provider and its key generation as read before the signature was checked,
+// so that a key removed during the check makes a cache entry stale at once.
+func (a *Authenticator) verify(raw string) (Identity, *provider, uint64, error) {
 	// Route by the claimed issuer first. Nothing read here is trusted: it
 	// only picks whose keys and rules the token must then satisfy.
 	// An alg golang-jwt does not know ("nOnE") fails here already, and is
@@ -201,12 +236,12 @@ func (a *Authenticator) Authenticate(authorization []string) (Identity, error) {
 	unverified := jwt.MapClaims{}
 	tok, _, err := a.peek.ParseUnverified(raw, unverified)
 	if err != nil {
-		return Identity{}, &Error{Reason: reasonOf(err), Err: err}
+		return Identity{}, nil, 0, &Error{Reason: reasonOf(err), Err: err}
 	}
 	iss, _ := unverified["iss"].(string)
 	p := a.providers[iss]
 	if p == nil {
-		return Identity{}, &Error{Reason: ReasonIssuer, Err: fmt.Errorf("issuer %q is not configured", truncate(iss, 200))}
+		return Identity{}, nil, 0, &Error{Reason: ReasonIssuer, Err: fmt.Errorf("issuer %q is not configured", truncate(iss, 200))}
 	}
 	// golang-jwt ignores crit. RFC 7515 section 4.1.11 requires refusing a
 	// token whose crit names an extension the recipient does not
@@ -216,24 +251,28 @@ func (a *Authenticator) Authenticate(authorization []string) (Identity, error) {
 	// are looked for, so that such a token is refused (401) even while keys
 	// load, rather than told to retry.
 	if crit, ok := tok.Header["crit"]; ok {
-		return Identity{}, &Error{Reason: ReasonCrit, Provider: p.Name, Err: fmt.Errorf("the header has crit %q, and no JWS extension is understood", truncate(fmt.Sprint(crit), 200))}
+		return Identity{}, nil, 0, &Error{Reason: ReasonCrit, Provider: p.Name, Err: fmt.Errorf("the header has crit %q, and no JWS extension is understood", truncate(fmt.Sprint(crit), 200))}
 	}
 	if p.Loaded != nil && !p.Loaded() {
-		return Identity{}, &Error{Reason: ReasonNoKeys, Provider: p.Name, Err: errors.New("no verification key is loaded yet")}
+		return Identity{}, nil, 0, &Error{Reason: ReasonNoKeys, Provider: p.Name, Err: errors.New("no verification key is loaded yet")}
+	}
+	var generation uint64
+	if p.Generation != nil {
+		generation = p.Generation()
 	}
 	claims := jwt.MapClaims{}
 	if _, err := p.parser.ParseWithClaims(raw, claims, p.Keys); err != nil {
-		return Identity{}, &Error{Reason: reasonOf(err), Provider: p.Name, Err: err}
+		return Identity{}, nil, 0, &Error{Reason: reasonOf(err), Provider: p.Name, Err: err}
 	}
 	uid, err := userID(claims, p.UserClaim)
 	if err != nil {
-		return Identity{}, &Error{Reason: ReasonUserClaim, Provider: p.Name, Err: err}
+		return Identity{}, nil, 0, &Error{Reason: ReasonUserClaim, Provider: p.Name, Err: err}
 	}
 	var expiry time.Time
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
 		expiry = exp.Time
 	}
-	return Identity{UserID: uid, Name: displayName(claims, uid), Issuer: iss, Provider: p.Name, Claims: claims, Expiry: expiry}, nil
+	return Identity{UserID: uid, Name: displayName(claims, uid), Issuer: iss, Provider: p.Name, Claims: claims, Expiry: expiry}, p, generation, nil
 }
 
 // truncate bounds text taken from a token before it goes into a log.

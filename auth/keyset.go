@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,8 +11,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -115,6 +118,8 @@ type KeySet struct {
 	jwksURLs    []string                // resolved, after discovery
 	remote      map[string][]jwkset.JWK // last good keys of each URL
 	lastSuccess time.Time               // end of the last refresh in which every source answered
+	fingerprint [sha256.Size]byte       // of the published keys
+	generation  atomic.Uint64           // counts changes of the published keys
 }
 
 // NewKeySet checks the configuration and loads the static keys. Remote keys
@@ -338,18 +343,53 @@ func (k *KeySet) refresh(ctx context.Context) error {
 }
 
 // publish replaces the keys that tokens are checked against with the static
-// keys plus each remote source's last good keys.
+// keys plus each remote source's last good keys, and counts a new generation
+// when they differ from the last published.
 func (k *KeySet) publish() error {
 	k.mu.Lock()
+	defer k.mu.Unlock()
 	all := append([]jwkset.JWK(nil), k.static...)
 	for _, keys := range k.remote {
 		all = append(all, keys...)
 	}
-	k.mu.Unlock()
+	// Bump first: a token verified against the old keys while they are
+	// being replaced is then cached under the old generation, stale at once.
+	fp := fingerprint(all)
+	changed := fp != k.fingerprint
+	if changed {
+		k.generation.Add(1)
+	}
 	if err := k.store.MemoryJWKSet.KeyReplaceAll(context.Background(), all); err != nil {
 		return fmt.Errorf("key set: storing keys: %w", err)
 	}
+	if changed {
+		k.fingerprint = fp
+		k.generation.Add(1)
+	}
 	return nil
+}
+
+// Generation returns a number that changes whenever the published keys
+// change: a key added, rotated in or removed. Refreshes that bring the same
+// keys leave it alone, so that caches keyed on it survive them.
+func (k *KeySet) Generation() uint64 { return k.generation.Load() }
+
+// fingerprint identifies a set of keys whatever their order.
+func fingerprint(keys []jwkset.JWK) [sha256.Size]byte {
+	docs := make([]string, 0, len(keys))
+	for _, key := range keys {
+		b, _ := json.Marshal(key.Marshal())
+		docs = append(docs, string(b))
+	}
+	slices.Sort(docs)
+	h := sha256.New()
+	for _, d := range docs {
+		h.Write([]byte(d))
+		h.Write([]byte{0})
+	}
+	var fp [sha256.Size]byte
+	h.Sum(fp[:0])
+	return fp
 }
 
 // discover finds the JWKS URL in the issuer's OpenID Connect discovery

@@ -40,6 +40,7 @@ type settings struct {
 	LogFormat        string        `yaml:"log_format"`
 	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout"`
 	ReloadInterval   time.Duration `yaml:"reload_interval"`
+	TokenCacheSize   int           `yaml:"token_cache_size"`
 
 	Providers []providerSettings `yaml:"providers"`
 	SignalR   signalRSettings    `yaml:"signalr"`
@@ -83,6 +84,9 @@ const (
 	defaultLeeway          = 30 * time.Second
 	defaultRefreshInterval = 15 * time.Minute
 	defaultReloadInterval  = 2 * time.Second
+	// defaultTokenCacheSize holds the tokens of a few thousand active
+	// callers in at most 8 MiB (auth.EntryBudget each).
+	defaultTokenCacheSize = 4096
 )
 
 func defaultSettings() settings {
@@ -96,6 +100,7 @@ func defaultSettings() settings {
 		LogFormat:        "json",
 		ShutdownTimeout:  15 * time.Second,
 		ReloadInterval:   defaultReloadInterval,
+		TokenCacheSize:   defaultTokenCacheSize,
 	}
 }
 
@@ -164,6 +169,7 @@ func newFlagSet(name string, v *flagValues, check bool, stderr io.Writer) *flag.
 	fs.StringVar(&v.s.LogFormat, "log-format", "json", "log `format`: json or console")
 	fs.DurationVar(&v.s.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish after SIGTERM")
 	fs.DurationVar(&v.s.ReloadInterval, "reload-interval", defaultReloadInterval, "how often the configuration and connection string files are checked for changes")
+	fs.IntVar(&v.s.TokenCacheSize, "token-cache-size", defaultTokenCacheSize, "verified caller tokens remembered until they expire, so a repeated token skips the signature check (0: off)")
 
 	fs.StringVar(&v.provider.Issuer, "issuer", "", "required iss of callers' tokens, exactly; without --jwks-url the JWKS is found by OIDC discovery at `URL`/.well-known/openid-configuration")
 	fs.Var(listFlag{&v.provider.JWKSURLs}, "jwks-url", "JWKS `URL` of the identity provider (repeatable)")
@@ -340,6 +346,8 @@ func (v *flagValues) apply(s *settings, name string) {
 		s.ShutdownTimeout = v.s.ShutdownTimeout
 	case "reload-interval":
 		s.ReloadInterval = v.s.ReloadInterval
+	case "token-cache-size":
+		s.TokenCacheSize = v.s.TokenCacheSize
 	case "forward-claim":
 		s.Tokens.ForwardClaims = v.s.Tokens.ForwardClaims
 	case "max-token-lifetime":
@@ -479,6 +487,9 @@ func (s *settings) validate() []error {
 	}
 	if s.ReloadInterval < 100*time.Millisecond {
 		add("reload interval %s: choose at least 100ms", s.ReloadInterval)
+	}
+	if s.TokenCacheSize < 0 || s.TokenCacheSize > 1_000_000 {
+		add("token cache size %d: choose from 0 (off) to 1000000 tokens", s.TokenCacheSize)
 	}
 	if len(s.Providers) == 0 {
 		add("no identity provider: give --issuer and --audience, or list providers: in the configuration file")

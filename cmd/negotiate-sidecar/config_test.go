@@ -67,6 +67,7 @@ func TestLoadSettingsValidFull(t *testing.T) {
 		LogFormat:        "console",
 		ShutdownTimeout:  25 * time.Second,
 		ReloadInterval:   5 * time.Second,
+		TokenCacheSize:   1000,
 		Providers: []providerSettings{
 			{
 				Name:            "entra",
@@ -179,6 +180,7 @@ func TestLoadSettingsDefaults(t *testing.T) {
 		LogFormat:        "json",
 		ShutdownTimeout:  15 * time.Second,
 		ReloadInterval:   2 * time.Second,
+		TokenCacheSize:   4096,
 		Providers: []providerSettings{{
 			Name:            "idp.example.test", // the issuer's host
 			Issuer:          "https://idp.example.test/",
@@ -533,6 +535,7 @@ func TestLoadSettingsInvalidFiles(t *testing.T) {
 		"invalid-upstream.yml":                      `upstream "127.0.0.1:7071" must be an absolute http or https URL, such as http://127.0.0.1:80`,
 		"invalid-missing-upstream.yml":              "upstream is required (--upstream or upstream:): the app's address in the pod, such as http://127.0.0.1:80",
 		"invalid-max-body-bytes.yml":                "max_body_bytes 100: choose from 1024 to 16777216",
+		"invalid-token-cache-size.yml":              "token cache size -1: choose from 0 (off) to 1000000 tokens",
 		"invalid-log.yml":                           "log format \"text\": choose json or console\nlog level \"verbose\": choose debug, info, warn or error",
 		"invalid-timeouts.yml":                      "shutdown timeout 0s must be positive\nreload interval 10ms: choose at least 100ms\nmax token lifetime -1m0s must not be negative",
 		"invalid-forward-claims.yml":                "forward_claims: a claim name is empty",

@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
 )
 
 // sidecarMetrics are the metrics of the wiring: key fetches, key set state,
@@ -16,7 +18,7 @@ type sidecarMetrics struct {
 	reloads     *prometheus.CounterVec
 }
 
-func newSidecarMetrics(reg *prometheus.Registry, cur *current, now func() time.Time) *sidecarMetrics {
+func newSidecarMetrics(reg *prometheus.Registry, cur *current, cache *auth.Cache, now func() time.Time) *sidecarMetrics {
 	m := &sidecarMetrics{
 		fetchOK: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "negotiate_sidecar_jwks_fetch_success_total",
@@ -42,6 +44,7 @@ func newSidecarMetrics(reg *prometheus.Registry, cur *current, now func() time.T
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.fetchOK, m.fetchFailed, m.reloads, build,
 		keySetCollector{cur: cur, now: now},
+		cacheCollector{cache},
 	)
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)
@@ -95,4 +98,37 @@ func (c keySetCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, c.now().Sub(last).Seconds(), p.settings.Name)
 		}
 	}
+}
+
+// cacheCollector reports the verified-token cache. Its hit ratio is
+// hits / (hits + misses); with the cache off the series are absent.
+type cacheCollector struct{ cache *auth.Cache }
+
+var (
+	cacheEntriesDesc = prometheus.NewDesc("negotiate_sidecar_token_cache_entries",
+		"Verified caller tokens held in the cache.", nil, nil)
+	cacheBytesDesc = prometheus.NewDesc("negotiate_sidecar_token_cache_bytes",
+		"Estimated memory of the cached tokens' claims, in bytes.", nil, nil)
+	cacheHitsDesc = prometheus.NewDesc("negotiate_sidecar_token_cache_hits_total",
+		"Bearer tokens served from the cache without a signature check.", nil, nil)
+	cacheMissesDesc = prometheus.NewDesc("negotiate_sidecar_token_cache_misses_total",
+		"Bearer tokens not in the cache (or no longer valid there), checked afresh.", nil, nil)
+)
+
+func (c cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- cacheEntriesDesc
+	ch <- cacheBytesDesc
+	ch <- cacheHitsDesc
+	ch <- cacheMissesDesc
+}
+
+func (c cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.cache == nil {
+		return
+	}
+	s := c.cache.Stats()
+	ch <- prometheus.MustNewConstMetric(cacheEntriesDesc, prometheus.GaugeValue, float64(s.Entries))
+	ch <- prometheus.MustNewConstMetric(cacheBytesDesc, prometheus.GaugeValue, float64(s.Bytes))
+	ch <- prometheus.MustNewConstMetric(cacheHitsDesc, prometheus.CounterValue, float64(s.Hits))
+	ch <- prometheus.MustNewConstMetric(cacheMissesDesc, prometheus.CounterValue, float64(s.Misses))
 }

@@ -143,6 +143,7 @@ func warnRestartNeeded(log *zap.Logger, old, s settings) {
 		{"log_format", old.LogFormat, s.LogFormat},
 		{"shutdown_timeout", old.ShutdownTimeout, s.ShutdownTimeout},
 		{"reload_interval", old.ReloadInterval, s.ReloadInterval},
+		{"token_cache_size", old.TokenCacheSize, s.TokenCacheSize},
 	} {
 		if c.old != c.new {
 			log.Warn("setting changed; restart to apply it", zap.String("setting", c.name))

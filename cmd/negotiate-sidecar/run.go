@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
 	"github.com/negotiate-sidecar/negotiate-sidecar/proxy"
 )
 
@@ -93,8 +94,10 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 
 	reg := prometheus.NewRegistry()
 	cur := &current{}
-	m := newSidecarMetrics(reg, cur, time.Now)
+	cache := auth.NewCache(s.TokenCacheSize)
+	m := newSidecarMetrics(reg, cur, cache, time.Now)
 	d := deps{
+		cache:     cache,
 		log:       log,
 		metrics:   proxy.NewMetrics(reg),
 		transport: proxy.NewTransport(),

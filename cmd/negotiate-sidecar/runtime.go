@@ -45,6 +45,9 @@ type deps struct {
 	metrics   *proxy.Metrics
 	transport http.RoundTripper
 	pool      *keyPool
+	// cache outlives reloads so that its counters do not reset; each new
+	// authenticator starts with none of its entries.
+	cache *auth.Cache
 }
 
 // buildRuntime builds a runtime from s. Problems are reported together.
@@ -89,7 +92,7 @@ func buildRuntime(s settings, env environment, d deps) (*runtime, error) {
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
 	}
-	rt.authn, err = auth.New(auth.Config{Providers: providers})
+	rt.authn, err = auth.New(auth.Config{Providers: providers, Cache: d.cache})
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +137,7 @@ func (ps providerSettings) authProvider(ks *auth.KeySet) auth.Provider {
 		UserClaim:  ps.UserClaim,
 		Keys:       ks.Keyfunc,
 		Loaded:     ks.Loaded,
+		Generation: ks.Generation,
 	}
 }
 
