@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"strings"
 )
 
 // member is one name/value pair of a JSON object, its value kept as the exact
@@ -24,43 +24,108 @@ type object []member
 // parsers disagree on which of two values wins, and a token or claim that one
 // reader sees one way and another reader another way is how checks get
 // bypassed.
+//
+// The whole text is validated first (json.Valid allocates nothing); the
+// members are then cut out of it by a scanner that may rely on that validity.
+// The values alias data, which must not change while the object is in use.
 func parseObject(data []byte) (object, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
+	if !json.Valid(data) {
+		var v any
+		err := json.Unmarshal(data, &v) // only for its message
 		return nil, fmt.Errorf("not JSON: %w", err)
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
+	i := skipSpace(data, 0)
+	if data[i] != '{' {
 		return nil, errors.New("not a JSON object")
 	}
-	var obj object
-	seen := make(map[string]bool)
-	for dec.More() {
-		tok, err := dec.Token()
+	obj := make(object, 0, 8)
+	i = skipSpace(data, i+1)
+	for data[i] != '}' {
+		end := skipString(data, i)
+		name, err := decodeName(data[i:end])
 		if err != nil {
-			return nil, fmt.Errorf("not JSON: %w", err)
+			return nil, err
 		}
-		name, ok := tok.(string)
-		if !ok {
-			return nil, errors.New("not JSON: object key is not a string")
+		for _, m := range obj {
+			if m.name == name {
+				return nil, fmt.Errorf("duplicate member %q", name)
+			}
 		}
-		if seen[name] {
-			return nil, fmt.Errorf("duplicate member %q", name)
+		i = skipSpace(data, end)
+		i = skipSpace(data, i+1) // the colon
+		end = skipValue(data, i)
+		obj = append(obj, member{name: name, value: data[i:end:end]})
+		i = skipSpace(data, end)
+		if data[i] == ',' {
+			i = skipSpace(data, i+1)
 		}
-		seen[name] = true
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, fmt.Errorf("not JSON: member %q: %w", name, err)
-		}
-		obj = append(obj, member{name: name, value: v})
-	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return nil, fmt.Errorf("not JSON: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("not JSON: data after the object")
 	}
 	return obj, nil
+}
+
+// decodeName returns the text of a JSON string, quotes included in raw. Plain
+// ASCII is taken as it is; escapes and other bytes are decoded as
+// encoding/json decodes them (invalid UTF-8 becoming U+FFFD), so that two
+// names that decode alike count as duplicates.
+func decodeName(raw []byte) (string, error) {
+	plain := true
+	for _, c := range raw {
+		if c == '\\' || c >= 0x80 {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", fmt.Errorf("not JSON: %w", err)
+	}
+	return s, nil
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index just past the string that starts at i.
+func skipString(data []byte, i int) int {
+	for i++; data[i] != '"'; i++ {
+		if data[i] == '\\' {
+			i++
+		}
+	}
+	return i + 1
+}
+
+// skipValue returns the index just past the valid JSON value at i.
+func skipValue(data []byte, i int) int {
+	switch data[i] {
+	case '"':
+		return skipString(data, i)
+	case '{', '[':
+		depth := 0
+		for ; ; i++ {
+			switch data[i] {
+			case '"':
+				i = skipString(data, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+	}
+	for i < len(data) && !strings.ContainsRune(",}] \t\n\r", rune(data[i])) {
+		i++
+	}
+	return i
 }
 
 // index returns the position of the member with the given name, or -1.
