@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // member is one name/value pair of a JSON object, its value kept as the exact
@@ -180,9 +181,58 @@ func (o object) appendJSON(dst []byte) []byte {
 // appendQuoted writes s as a JSON string. Unlike json.Marshal it leaves <, >
 // and & alone: nothing here is embedded in HTML, and the fewer bytes we
 // change the easier a rewritten token is to compare with the original.
+//
+// It escapes exactly as encoding/json does otherwise (FuzzAppendQuoted holds
+// it to that): quote, backslash and control characters, U+2028 and U+2029,
+// and invalid UTF-8 as U+FFFD.
 func appendQuoted(dst []byte, s string) []byte {
-	dst, _ = appendValue(dst, s) // a Go string always encodes
-	return dst
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '"', '\\':
+				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }
 
 // appendValue writes v as compact JSON, strings escaped as appendQuoted does

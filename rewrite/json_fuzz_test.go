@@ -79,3 +79,20 @@ func FuzzParseObject(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAppendQuoted holds appendQuoted to encoding/json's encoding of a string
+// (HTML characters left alone).
+func FuzzAppendQuoted(f *testing.F) {
+	for _, s := range []string{"", "alice", "a\"b\\c", "\x00\x01\b\f\n\r\t\x1f\x7f", "<&>", "\u2028\u2029", "\xe8\xff", "é€𝄞"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, err := appendValue(nil, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendQuoted(nil, s); !bytes.Equal(got, want) {
+			t.Fatalf("appendQuoted(%q) = %s, encoding/json writes %s", s, got, want)
+		}
+	})
+}
