@@ -3,9 +3,9 @@ package proxy
 import (
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
@@ -15,11 +15,13 @@ import (
 // userId: "{headers.x-ms-client-principal-id}" and request.user in
 // @azure/functions read them, so setting them from a verified token makes an
 // unchanged app identity-aware.
+// They are spelt as Go's header map keys them (canonical form), so that
+// setting one costs no conversion.
 const (
-	headerPrincipal     = "X-MS-CLIENT-PRINCIPAL"
-	headerPrincipalID   = "X-MS-CLIENT-PRINCIPAL-ID"
-	headerPrincipalName = "X-MS-CLIENT-PRINCIPAL-NAME"
-	headerPrincipalIDP  = "X-MS-CLIENT-PRINCIPAL-IDP"
+	headerPrincipal     = "X-Ms-Client-Principal"
+	headerPrincipalID   = "X-Ms-Client-Principal-Id"
+	headerPrincipalName = "X-Ms-Client-Principal-Name"
+	headerPrincipalIDP  = "X-Ms-Client-Principal-Idp"
 )
 
 // maxPrincipalJSON bounds the claims carried in X-MS-CLIENT-PRINCIPAL, so the
@@ -33,9 +35,14 @@ const maxPrincipalJSON = 6 << 10
 // X-MS-TOKEN-* headers, in which App Service passes the caller's provider
 // tokens, count too: an app may trust them as it trusts the principal.
 func isIdentityHeader(name string) bool {
+	// Every request's every header passes here: most leave at the first
+	// five bytes, without allocating.
+	if len(name) < len("X-MS-") || !strings.EqualFold(strings.ReplaceAll(name[:5], "_", "-"), "X-MS-") {
+		return false
+	}
 	n := strings.ToUpper(strings.ReplaceAll(name, "_", "-"))
 	switch n {
-	case headerPrincipal, headerPrincipalID, headerPrincipalName, headerPrincipalIDP:
+	case "X-MS-CLIENT-PRINCIPAL", "X-MS-CLIENT-PRINCIPAL-ID", "X-MS-CLIENT-PRINCIPAL-NAME", "X-MS-CLIENT-PRINCIPAL-IDP":
 		return true
 	}
 	return strings.HasPrefix(n, "X-MS-TOKEN-")
@@ -53,10 +60,11 @@ func stripIdentity(h http.Header) {
 // setIdentity sets the identity headers for a verified caller, as App Service
 // would. Call stripIdentity first.
 func setIdentity(h http.Header, id auth.Identity) {
-	h.Set(headerPrincipalID, id.UserID)
-	h.Set(headerPrincipalName, id.Name)
-	h.Set(headerPrincipalIDP, id.Issuer)
-	h.Set(headerPrincipal, principal(id))
+	v := []string{id.UserID, id.Name, id.Issuer, principal(id)} // one allocation for the four
+	h[headerPrincipalID] = v[0:1:1]
+	h[headerPrincipalName] = v[1:2:2]
+	h[headerPrincipalIDP] = v[2:3:3]
+	h[headerPrincipal] = v[3:4:4]
 }
 
 type principalClaim struct {
@@ -75,51 +83,54 @@ func principal(id auth.Identity) string {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var claims []principalClaim
-	size := 0
-	add := func(typ, val string) bool {
-		if size+len(typ)+len(val)+20 > maxPrincipalJSON {
-			return false
-		}
-		size += len(typ) + len(val) + 20
-		claims = append(claims, principalClaim{Typ: typ, Val: val})
-		return true
-	}
+	p := principalBuilder{claims: make([]principalClaim, 0, len(names)+4)}
 	for _, n := range names {
-		vals := claimStrings(id.Claims[n])
-		for _, v := range vals {
-			if !add(n, v) {
-				break
-			}
-		}
+		p.add(n, id.Claims[n])
 	}
 	doc, _ := json.Marshal(struct {
 		AuthTyp string           `json:"auth_typ"`
 		Claims  []principalClaim `json:"claims"`
 		NameTyp string           `json:"name_typ"`
 		RoleTyp string           `json:"role_typ"`
-	}{AuthTyp: id.Issuer, Claims: claims, NameTyp: "name", RoleTyp: "roles"})
+	}{AuthTyp: id.Issuer, Claims: p.claims, NameTyp: "name", RoleTyp: "roles"})
 	return base64.StdEncoding.EncodeToString(doc)
 }
 
-func claimStrings(v any) []string {
+// principalBuilder collects claims as {typ, val} pairs within maxPrincipalJSON.
+type principalBuilder struct {
+	claims []principalClaim
+	size   int
+}
+
+// add appends one entry per value of the claim (one per element of an
+// array), while they fit; it reports false once one does not, so that the
+// rest of that claim's values are left out.
+func (p *principalBuilder) add(typ string, v any) bool {
+	var val string
 	switch v := v.(type) {
 	case string:
-		return []string{v}
+		val = v
 	case json.Number:
-		return []string{v.String()}
+		val = v.String()
 	case bool:
-		return []string{fmt.Sprint(v)}
+		val = strconv.FormatBool(v)
 	case nil:
-		return nil
+		return true
 	case []any:
-		var out []string
 		for _, e := range v {
-			out = append(out, claimStrings(e)...)
+			if !p.add(typ, e) {
+				return false
+			}
 		}
-		return out
+		return true
 	default:
 		b, _ := json.Marshal(v)
-		return []string{string(b)}
+		val = string(b)
 	}
+	if p.size+len(typ)+len(val)+20 > maxPrincipalJSON {
+		return false
+	}
+	p.size += len(typ) + len(val) + 20
+	p.claims = append(p.claims, principalClaim{Typ: typ, Val: val})
+	return true
 }

@@ -113,8 +113,9 @@ func newHarness(t testing.TB, h http.HandlerFunc, mutate func(*Config)) *harness
 	ks, err := auth.NewKeySet(auth.KeySetConfig{Static: []byte(jwks), Client: http.DefaultClient})
 	if err != nil {
 		t.Fatal(err)
+		// With a token cache, as the sidecar runs by default.
 	}
-	authn, err := auth.New(auth.Config{Providers: []auth.Provider{{Name: "test", Issuer: issuer, Audiences: []string{audience}, Leeway: 30 * time.Second, Keys: ks.Keyfunc, Loaded: ks.Loaded}}})
+	authn, err := auth.New(auth.Config{Providers: []auth.Provider{{Name: "test", Issuer: issuer, Audiences: []string{audience}, Leeway: 30 * time.Second, Keys: ks.Keyfunc, Loaded: ks.Loaded, Generation: ks.Generation}}, Cache: auth.NewCache(100)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"net/http"
 )
 
-const headerRequestID = "X-Request-ID"
+const headerRequestID = "X-Request-Id" // canonical form: see the identity headers
 
 // ensureRequestID keeps a well-formed X-Request-ID from the caller (an
 // ingress in front usually sets one) or makes a new one, and sets it on the
