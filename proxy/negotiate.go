@@ -308,7 +308,13 @@ func readBody(resp *http.Response, limit int64) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("reading negotiate body: unsupported Content-Encoding %q", enc)
 	}
-	body, err := io.ReadAll(io.LimitReader(r, limit+1))
+	// Read straight into a buffer of the announced size when there is one,
+	// rather than growing one from 512 bytes.
+	size := int64(512)
+	if resp.ContentLength > 0 && r == resp.Body {
+		size = min(resp.ContentLength, limit) + 1
+	}
+	body, err := readAll(io.LimitReader(r, limit+1), int(size))
 	if err != nil {
 		return nil, fmt.Errorf("reading negotiate body: %w", err)
 	}
@@ -345,4 +351,23 @@ func (s *statusRecorder) status() int {
 		return http.StatusOK
 	}
 	return s.code
+}
+
+// readAll is io.ReadAll starting from a buffer of the given capacity, so
+// that a body of known size is read with one allocation.
+func readAll(r io.Reader, capacity int) ([]byte, error) {
+	b := make([]byte, 0, capacity)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -123,6 +124,7 @@ func New(cfg Config) (*Handler, error) {
 		},
 		ErrorHandler: h.proxyError,
 		ErrorLog:     zap.NewStdLog(cfg.Logger.Named("reverseproxy")),
+		BufferPool:   &bufferPool{},
 	}
 	return h, nil
 }
@@ -196,3 +198,16 @@ func (t *timedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.metrics.upstream("other", err, t.now().Sub(start))
 	return resp, err
 }
+
+// bufferPool lends ReverseProxy its copy buffers, which it would otherwise
+// allocate, 32 KiB each, for every request.
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte {
+	if b, ok := p.pool.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 32<<10)
+}
+
+func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
