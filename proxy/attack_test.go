@@ -163,6 +163,11 @@ func TestAttackCorpus(t *testing.T) {
 		{name: "kid injection", source: "RFC 8725 3.10",
 			send: post("/api/negotiate", withToken(es256(`{"alg":"ES256","typ":"JWT","kid":"k1' OR '1'='1"}`, callerClaims("")))),
 			want: 401, reached: reachedNothing, reason: "unknown_key"},
+		// RFC 7515 4.1.11: an extension marked critical that the sidecar
+		// does not understand (b64: false would change what is signed).
+		{name: "crit names an extension", source: "RFC 7515 4.1.11; RFC 7797",
+			send: post("/api/negotiate", withToken(es256(`{"alg":"ES256","typ":"JWT",`+kid+`,"b64":false,"crit":["b64"]}`, callerClaims("")))),
+			want: 401, reached: reachedNothing, reason: "crit"},
 		// CVE-2022-21449 ("psychic signatures"): r = s = 0.
 		{name: "ECDSA signature of zeros", source: "CVE-2022-21449",
 			send: post("/api/negotiate", withToken(func(*harness, *testing.T) string {
