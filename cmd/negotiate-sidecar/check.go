@@ -75,7 +75,7 @@ func runCheck(ctx context.Context, args []string, env environment, stdout, stder
 	}
 
 	css, _ := collectConnectionStrings(s, env) // validated with the settings
-	endpoints, _ := parseEndpoints(css)
+	endpoints, _ := parseEndpoints(css, s.Service)
 	for _, e := range endpoints {
 		r.ok("endpoint "+e.hosts[0], "%d key(s), from %s", len(e.keys), strings.Join(e.sources, ", "))
 	}

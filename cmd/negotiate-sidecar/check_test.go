@@ -188,7 +188,7 @@ func TestCheck(t *testing.T) {
 				"Azure__SignalR__Endpoints__west": "Endpoint=https://fake-west.service.signalr.net;AuthType=azure.msi;ClientId=00000000-0000-0000-0000-000000000000;Version=1.0;",
 			},
 			want: []string{
-				"FAIL configuration $Azure__SignalR__Endpoints__west: AuthType=azure.msi (Microsoft Entra ID) has no AccessKey; the sidecar signs tokens with an access key, so give it a connection string with AccessKey",
+				"FAIL configuration $Azure__SignalR__Endpoints__west: AuthType=azure.msi: the app signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; give the app and the sidecar a connection string with AccessKey and without AuthType",
 				"1 problem(s) in the configuration; fix them and run check again.",
 			},
 			wantErr: true,

@@ -299,7 +299,7 @@ func loadSettings(args []string, env environment, check bool, stderr io.Writer) 
 	if err != nil {
 		problems = append(problems, err)
 	}
-	if _, err := parseEndpoints(css); err != nil {
+	if _, err := parseEndpoints(css, s.Service); err != nil {
 		problems = append(problems, err)
 	}
 	return s, v, errors.Join(problems...)

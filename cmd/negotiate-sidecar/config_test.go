@@ -118,7 +118,7 @@ func TestLoadSettingsValidFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eps, err := parseEndpoints(css)
+	eps, err := parseEndpoints(css, got.Service)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -492,7 +492,7 @@ func TestLoadSettingsInvalidFiles(t *testing.T) {
 			`provider "corp": issuer is required (--issuer): the exact iss claim of your callers' tokens`,
 			`provider "corp": at least one audience is required (--audience): the aud your callers' tokens carry`,
 			"close_on_caller_expiry needs bind_to_caller_expiry: the connection can only close when the token it was opened with expires",
-			"connection string 1 of the configuration: AuthType=azure.msi (Microsoft Entra ID) has no AccessKey; the sidecar signs tokens with an access key, so give it a connection string with AccessKey",
+			"connection string 1 of the configuration: AuthType=azure.msi: the app signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; give the app and the sidecar a connection string with AccessKey and without AuthType",
 		}, "\n"),
 	}
 
@@ -669,7 +669,7 @@ func TestLoadSettingsReportsEverythingAtOnce(t *testing.T) {
 			`provider "idp.example.test": leeway 10m0s: choose a value from 0s to 5m`,
 			`$AzureSignalRConnectionString: connection string: Port "http" is not a number from 1 to 65535`,
 			`$Azure__SignalR__Endpoints__east__other: connection string: missing Endpoint (expected Endpoint=https://<name>.service.signalr.net;AccessKey=...)`,
-			`$Azure__SignalR__Endpoints__west: AuthType=azure.msi (Microsoft Entra ID) has no AccessKey; the sidecar signs tokens with an access key, so give it a connection string with AccessKey`,
+			`$Azure__SignalR__Endpoints__west: AuthType=azure.msi: the app signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; give the app and the sidecar a connection string with AccessKey and without AuthType`,
 		}, "\n")
 		if got := errString(err); got != want {
 			t.Errorf("error:\n%s\nwant:\n%s", got, want)
@@ -733,7 +733,7 @@ func FuzzLoadSettingsFile(f *testing.F) {
 		if err != nil {
 			t.Fatalf("accepted, but the connection strings fail: %v", err)
 		}
-		if eps, err := parseEndpoints(css); err != nil || len(eps) == 0 {
+		if eps, err := parseEndpoints(css, "signalr"); err != nil || len(eps) == 0 {
 			t.Fatalf("accepted, but the endpoints fail: %d, %v", len(eps), err)
 		}
 	})

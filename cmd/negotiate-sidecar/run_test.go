@@ -322,7 +322,7 @@ func TestConfigurationErrors(t *testing.T) {
 		{"bad log format", append([]string{"--log-format", "xml"}, good...), nil, []string{"choose json or console"}},
 		{"bad env duration", good, map[string]string{"NEGOTIATE_SIDECAR_LEEWAY": "soon"}, []string{"NEGOTIATE_SIDECAR_LEEWAY"}},
 		{"alg none", append([]string{"--algorithms", "RS256,none"}, good...), nil, []string{`algorithm "none" is not accepted`}},
-		{"entra connection string", append(good[:6:6], "--connection-string", "Endpoint=https://x.service.signalr.net;AuthType=azure.msi;ClientId=abc"), nil, []string{"has no AccessKey"}},
+		{"entra connection string", append(good[:6:6], "--connection-string", "Endpoint=https://x.service.signalr.net;AuthType=azure.msi;ClientId=abc"), nil, []string{"AuthType=azure.msi: the app signs client tokens with a key it fetches through Microsoft Entra ID"}},
 		{"broken connection string", append(good[:6:6], "--connection-string", "AccessKey="+key), nil, []string{"Endpoint"}},
 		{"bad negotiate path", append([]string{"--negotiate-path", "api/negotiate"}, good...), nil, []string{"must start with /"}},
 		{"stray argument", append([]string{"serve"}, good...), nil, []string{`unexpected argument "serve"`}},
