@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,7 @@ func TestLoadSettingsValidFull(t *testing.T) {
 			MaxTokenLifetime:    time.Hour,
 			BindToCallerExpiry:  true,
 			CloseOnCallerExpiry: true,
+			MaxTokenLength:      3000,
 		},
 		configFile: "testdata/valid-full.yml",
 	}
@@ -480,6 +482,7 @@ func TestLoadSettingsInvalidFiles(t *testing.T) {
 		"invalid-log.yml":                           "log format \"text\": choose json or console\nlog level \"verbose\": choose debug, info, warn or error",
 		"invalid-timeouts.yml":                      "shutdown timeout 0s must be positive\nreload interval 10ms: choose at least 100ms\nmax token lifetime -1m0s must not be negative",
 		"invalid-forward-claims.yml":                "forward_claims: a claim name is empty",
+		"invalid-max-token-length.yml":              "max token length 8192: choose 0 (the service's limit) or from 512 to 4096 for signalr",
 		"invalid-connection-string.yml":             "connection string 1 of the configuration: connection string: missing Endpoint (expected Endpoint=https://<name>.service.signalr.net;AccessKey=...)",
 		"invalid-many.yml": strings.Join([]string{
 			`testdata/invalid-many.yml line 12: unknown key "audience"` + readme,
@@ -737,4 +740,33 @@ func FuzzLoadSettingsFile(f *testing.F) {
 			t.Fatalf("accepted, but the endpoints fail: %d, %v", len(eps), err)
 		}
 	})
+}
+
+// The token length limit depends on the service: SignalR's 4096 characters
+// cannot be raised, Web PubSub documents none.
+func TestMaxTokenLengthRange(t *testing.T) {
+	env := map[string]string{"AzureSignalRConnectionString": fakeConnectionString, "WebPubSubConnectionString": fakeConnectionString}
+	base := []string{"--upstream", "http://127.0.0.1:7071", "--issuer", "https://idp.example.test/", "--audience", "chat"}
+	for _, tt := range []struct {
+		service, length string
+		err             string
+	}{
+		{"signalr", "0", ""},
+		{"signalr", "4096", ""},
+		{"signalr", "600", ""},
+		{"signalr", "4097", "max token length 4097: choose 0 (the service's limit) or from 512 to 4096 for signalr"},
+		{"webpubsub", "20000", ""},
+		{"webpubsub", "32768", ""},
+		{"webpubsub", "32769", "max token length 32769: choose 0 (the service's limit) or from 512 to 32768 for webpubsub"},
+		{"webpubsub", "100", "max token length 100: choose 0 (the service's limit) or from 512 to 32768 for webpubsub"},
+		{"webpubsub", "-1", "max token length -1: choose 0 (the service's limit) or from 512 to 32768 for webpubsub"},
+	} {
+		s, err := loadArgs(t, env, append(base, "--service", tt.service, "--max-token-length", tt.length)...)
+		if got := errString(err); got != tt.err {
+			t.Errorf("%s --max-token-length %s: error %q, want %q", tt.service, tt.length, got, tt.err)
+		}
+		if err == nil && strconv.Itoa(s.Tokens.MaxTokenLength) != tt.length {
+			t.Errorf("%s --max-token-length %s: read %d", tt.service, tt.length, s.Tokens.MaxTokenLength)
+		}
+	}
 }

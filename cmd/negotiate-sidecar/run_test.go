@@ -494,3 +494,52 @@ func TestWebPubSub(t *testing.T) {
 		t.Errorf("url %q does not carry the rewritten token", out.URL)
 	}
 }
+
+// TestTokenLengthLimitPerService runs the sidecar for Web PubSub with a
+// token carrying many groups: longer than SignalR's 4096 characters, it
+// passes by default, and --max-token-length (here from the environment)
+// sets a lower limit.
+func TestTokenLengthLimitPerService(t *testing.T) {
+	idp := newTestIDP(t)
+	const key = "d2VicHVic3ViLWFjY2Vzcy1rZXktZm9yLXRoZS10ZXN0LTAy"
+	const base = "wss://pubsub.webpubsub.azure.com/client/hubs/chat"
+	var groups []string
+	for i := range 150 {
+		groups = append(groups, fmt.Sprintf("webpubsub.joinLeaveGroup.room-%03d", i))
+	}
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"aud": "https://pubsub.webpubsub.azure.com/client/hubs/chat", "exp": time.Now().Add(time.Hour).Unix(),
+			"role": groups,
+		}).SignedString([]byte(key))
+		fmt.Fprintf(w, `{"token":%q,"baseUrl":%q,"url":%q}`, tok, base, base+"?access_token="+tok)
+	}))
+	defer app.Close()
+	for _, tt := range []struct {
+		limit string
+		want  int
+	}{{"", 200}, {"5000", 502}} {
+		t.Run("limit "+tt.limit, func(t *testing.T) {
+			env := map[string]string{
+				"WebPubSubConnectionString":          "Endpoint=https://pubsub.webpubsub.azure.com;AccessKey=" + key + ";Version=1.0;",
+				"NEGOTIATE_SIDECAR_MAX_TOKEN_LENGTH": tt.limit,
+			}
+			r := startRun(t, env, "--service", "webpubsub", "--upstream", app.URL, "--issuer", idp.URL, "--audience", "api://app")
+			waitStatus(t, r.admin+"/readyz", 200)
+			code, body := negotiate(t, r.proxy+"/api/negotiate", idp.mint(t, "pubsub-user"))
+			if code != tt.want {
+				t.Fatalf("negotiate: %d %s, want %d", code, body, tt.want)
+			}
+			if code != 200 {
+				return
+			}
+			var out struct{ Token string }
+			if err := json.Unmarshal([]byte(body), &out); err != nil {
+				t.Fatal(err)
+			}
+			if len(out.Token) <= 4096 {
+				t.Fatalf("the token has %d characters; the test needs one over SignalR's limit", len(out.Token))
+			}
+		})
+	}
+}

@@ -64,6 +64,7 @@ func buildRuntime(s settings, env environment, d deps) (*runtime, error) {
 			MaxTokenLifetime:    s.Tokens.MaxTokenLifetime,
 			BindToCallerExpiry:  s.Tokens.BindToCallerExpiry,
 			CloseOnCallerExpiry: s.Tokens.CloseOnCallerExpiry,
+			MaxTokenLength:      s.Tokens.MaxTokenLength,
 		})
 		if err != nil {
 			problems = append(problems, err)
