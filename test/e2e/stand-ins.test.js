@@ -56,6 +56,9 @@ test("functions stand-in answers like the v4 programming model", async () => {
   const body = JSON.parse(await res.text());
   assert.deepEqual(Object.keys(body), ["url", "accessToken"]);
   assert.equal(body.url, `${service.endpoint}/client/?hub=chat`);
+  assert.match(service.endpoint, /^http:\/\/127\.0\.0\.1:\d+$/);
+  // As the SDK writes it: the url keeps the port, aud has none.
+  assert.equal(decodeJwt(body.accessToken).payload.aud, "http://127.0.0.1/client/?hub=chat");
   assert.equal(decodeJwt(body.accessToken).payload["asrs.s.uid"], "bob");
   assert.equal(functions.state.lastRequest.headers["x-ms-client-principal-id"], "bob");
 });
