@@ -57,6 +57,12 @@ func checkOptions(f Format, opts Options) ([]forwardClaim, error) {
 	case d > 0 && d < time.Second:
 		errs = append(errs, fmt.Errorf("rewrite: the maximum token lifetime %v is under a second, the resolution of exp", d))
 	}
+	switch n := opts.MaxTokenLength; {
+	case n < 0:
+		errs = append(errs, fmt.Errorf("rewrite: the maximum token length %d is negative", n))
+	case f.MaxTokenLength > 0 && n > f.MaxTokenLength:
+		errs = append(errs, fmt.Errorf("rewrite: the maximum token length %d is above the %d characters the %s service accepts", n, f.MaxTokenLength, f.Name))
+	}
 	if opts.CloseOnCallerExpiry {
 		if f.CloseOnExpiryClaim == "" || f.ExpiresOnClaim == "" {
 			errs = append(errs, fmt.Errorf("rewrite: the %s format cannot ask the service to close connections on caller expiry", f.Name))

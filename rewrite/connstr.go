@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -174,12 +175,12 @@ func ParseConnectionString(s string) (ConnectionString, error) {
 
 	cs.AccessKey = values["AccessKey"]
 	if cs.AccessKey == "" && cs.AuthType == "" {
-		return ConnectionString{}, connStringError("missing AccessKey (expected AccessKey=<key>, or AuthType=aad to sign in with Microsoft Entra ID)")
+		return ConnectionString{}, connStringError("missing AccessKey (expected AccessKey=<key>, the key the app signs client tokens with)")
 	}
 
 	if v, ok := values["Version"]; ok {
 		if !isSupportedVersion(v) {
-			return ConnectionString{}, connStringError("%s is not supported (expected Version=1.0)", nameAndValue("Version", v, secrets))
+			return ConnectionString{}, connStringError("%s is not supported (expected 1.<minor>, such as Version=1.0)", nameAndValue("Version", v, secrets))
 		}
 		cs.Version = v
 	}
@@ -303,19 +304,17 @@ func hostChars(s string) bool {
 	return true
 }
 
-// isSupportedVersion reports whether v has the form 1.<digits>, the only
-// major version of the service protocol the SDK accepts.
+// supportedVersion is the SDK's pattern for Version, ^1\.\d+(?:[\w-.]+)?$
+// (Azure/azure-signalr,
+// src/Microsoft.Azure.SignalR.Common/Utilities/ConnectionStringParser.cs),
+// so that 1.0-preview passes too. .NET reads \d and \w as Unicode classes,
+// which Go's do not: they are spelt out.
+var supportedVersion = regexp.MustCompile(`^1\.\p{Nd}+(?:[\p{L}\p{Mn}\p{Nd}\p{Pc}\-.]+)?$`)
+
+// isSupportedVersion reports whether the SDK accepts v: major version 1 of
+// the service protocol, the only one it speaks.
 func isSupportedVersion(v string) bool {
-	minor, ok := strings.CutPrefix(v, "1.")
-	if !ok || minor == "" {
-		return false
-	}
-	for _, r := range minor {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
+	return supportedVersion.MatchString(v)
 }
 
 // formatHost formats host and an optional port as a URL host, bracketing an
@@ -362,21 +361,19 @@ func connStringError(format string, args ...any) error {
 	return errors.New("connection string: " + fmt.Sprintf(format, args...))
 }
 
-// Hosts returns the host[:port] values (lowercase) that a token's aud may
-// name for this endpoint: the Endpoint's host with Port applied (the port is
-// omitted when it is the scheme's default 443/80), the Endpoint's host as
-// written when Port changed it, and the ClientEndpoint's host if set. No
+// Hosts returns the hosts, as CanonicalHost gives them, that the aud of a
+// SignalR client token may name for this endpoint: the Endpoint's host with
+// Port applied, and the Endpoint's host as written when Port changed it. No
 // duplicates.
 //
-// Both spellings of the Endpoint are included because SDK versions differ:
-// current ones build a client token's aud from the Endpoint as written and
-// apply Port only to the URLs they connect to. The ClientEndpoint is included
-// because, when it is set, client tokens may be issued for it. The
-// ServerEndpoint is left out: it is where app servers connect, not the
-// audience of a client token.
+// Current SDKs write no port in aud at all, so only the host name of these
+// counts for their tokens; SDKs before 2021 wrote the Endpoint with Port.
+// ClientEndpoint and ServerEndpoint are left out: the SDKs send clients and
+// app servers there, but build every aud from the Endpoint
+// (Azure/azure-signalr, src/Microsoft.Azure.SignalR.Common/Endpoints/ServiceEndpoint.cs).
 func (c ConnectionString) Hosts() []string {
 	var hosts []string
-	for _, u := range []*url.URL{c.Endpoint, c.writtenEndpoint, c.ClientEndpoint} {
+	for _, u := range []*url.URL{c.Endpoint, c.writtenEndpoint} {
 		if u == nil {
 			continue
 		}

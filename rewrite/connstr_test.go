@@ -161,6 +161,25 @@ func TestParseConnectionString(t *testing.T) {
 			want:  connStringFields{Endpoint: "https://x", AccessKey: "k", Version: "1.12"},
 		},
 		{
+			// The SDK's pattern, ^1\.\d+(?:[\w-.]+)?$, takes a suffix of
+			// word characters, '-' and '.' (Azure/azure-signalr,
+			// src/Microsoft.Azure.SignalR.Common/Utilities/ConnectionStringParser.cs).
+			name:  "preview version",
+			input: "Endpoint=https://x;AccessKey=k;Version=1.0-preview",
+			want:  connStringFields{Endpoint: "https://x", AccessKey: "k", Version: "1.0-preview"},
+		},
+		{
+			name:  "version suffix of word characters, dots and dashes",
+			input: "Endpoint=https://x;AccessKey=k;Version=1.2.3_rc-1",
+			want:  connStringFields{Endpoint: "https://x", AccessKey: "k", Version: "1.2.3_rc-1"},
+		},
+		{
+			// .NET's \d and \w are Unicode classes.
+			name:  "version with a non-ASCII digit and letter, as .NET reads them",
+			input: "Endpoint=https://x;AccessKey=k;Version=1.٣é",
+			want:  connStringFields{Endpoint: "https://x", AccessKey: "k", Version: "1.٣é"},
+		},
+		{
 			name:  "client and server endpoints",
 			input: "Endpoint=https://x;AccessKey=k;ClientEndpoint=https://client.example.com/;ServerEndpoint=http://10.0.0.1:8080/",
 			want: connStringFields{
@@ -238,12 +257,12 @@ func TestParseConnectionStringErrors(t *testing.T) {
 		{
 			name:  "no access key",
 			input: "Endpoint=https://x",
-			want:  "connection string: missing AccessKey (expected AccessKey=<key>, or AuthType=aad to sign in with Microsoft Entra ID)",
+			want:  "connection string: missing AccessKey (expected AccessKey=<key>, the key the app signs client tokens with)",
 		},
 		{
 			name:  "empty access key",
 			input: "Endpoint=https://x;AccessKey=",
-			want:  "connection string: missing AccessKey (expected AccessKey=<key>, or AuthType=aad to sign in with Microsoft Entra ID)",
+			want:  "connection string: missing AccessKey (expected AccessKey=<key>, the key the app signs client tokens with)",
 		},
 		{
 			name:  "access key run into the endpoint with a comma is not quoted",
@@ -280,7 +299,7 @@ func TestParseConnectionStringErrors(t *testing.T) {
 			// empty value, which is ignored.
 			name:  "access key pasted without its name",
 			input: "Endpoint=https://x;" + testAccessKey,
-			want:  "connection string: missing AccessKey (expected AccessKey=<key>, or AuthType=aad to sign in with Microsoft Entra ID)",
+			want:  "connection string: missing AccessKey (expected AccessKey=<key>, the key the app signs client tokens with)",
 		},
 		{
 			name:  "part position counts empty parts",
@@ -325,22 +344,32 @@ func TestParseConnectionStringErrors(t *testing.T) {
 		{
 			name:  "unsupported version",
 			input: "Endpoint=https://x;AccessKey=k;Version=2.0",
-			want:  `connection string: Version "2.0" is not supported (expected Version=1.0)`,
+			want:  `connection string: Version "2.0" is not supported (expected 1.<minor>, such as Version=1.0)`,
 		},
 		{
 			name:  "version without minor",
 			input: "Endpoint=https://x;AccessKey=k;Version=1",
-			want:  `connection string: Version "1" is not supported (expected Version=1.0)`,
+			want:  `connection string: Version "1" is not supported (expected 1.<minor>, such as Version=1.0)`,
 		},
 		{
-			name:  "version with letters",
-			input: "Endpoint=https://x;AccessKey=k;Version=1.0-preview",
-			want:  `connection string: Version "1.0-preview" is not supported (expected Version=1.0)`,
+			name:  "version with another major after the minor",
+			input: "Endpoint=https://x;AccessKey=k;Version=1.0 2",
+			want:  `connection string: Version "1.0 2" is not supported (expected 1.<minor>, such as Version=1.0)`,
+		},
+		{
+			name:  "version with a character the SDK's pattern refuses",
+			input: "Endpoint=https://x;AccessKey=k;Version=1.0+beta",
+			want:  `connection string: Version "1.0+beta" is not supported (expected 1.<minor>, such as Version=1.0)`,
+		},
+		{
+			name:  "version without a digit after the dot",
+			input: "Endpoint=https://x;AccessKey=k;Version=1.-preview",
+			want:  `connection string: Version "1.-preview" is not supported (expected 1.<minor>, such as Version=1.0)`,
 		},
 		{
 			name:  "version holding the client secret is not quoted",
 			input: "Endpoint=https://x;AuthType=aad;ClientSecret=" + testClientSecret + ";Version=" + testClientSecret,
-			want:  "connection string: Version is not supported (expected Version=1.0)",
+			want:  "connection string: Version is not supported (expected 1.<minor>, such as Version=1.0)",
 		},
 		{
 			name:  "unsupported auth type",
@@ -481,13 +510,9 @@ func TestConnectionStringHosts(t *testing.T) {
 			want:  []string{"[::1]:8080"},
 		},
 		{
-			name:  "client endpoint added",
+			// The SDK builds aud from the Endpoint only.
+			name:  "client endpoint is not an audience",
 			input: "Endpoint=https://x;AccessKey=k;ClientEndpoint=https://Client.example.com:8443/app",
-			want:  []string{"x", "client.example.com:8443"},
-		},
-		{
-			name:  "client endpoint naming the same host is not repeated",
-			input: "Endpoint=https://x;AccessKey=k;ClientEndpoint=https://X:443/",
 			want:  []string{"x"},
 		},
 		{

@@ -16,8 +16,16 @@ import (
 )
 
 // MaxTokenLength is the longest access token Azure SignalR Service accepts;
-// longer ones are refused by the service with 413, so we refuse to produce them.
+// longer ones are refused by the service with 413, so we refuse to produce
+// them. The Azure SignalR SDK enforces the same limit
+// (Azure/azure-signalr, src/Microsoft.Azure.SignalR.Common/Auth/AuthUtility.cs).
 const MaxTokenLength = 4096
+
+// DefaultMaxTokenLength bounds the tokens of a format whose service documents
+// no limit (Web PubSub), when Options.MaxTokenLength does not say otherwise.
+// It is four times SignalR's, room for many groups and roles, and still
+// short enough for the URL query a browser puts the token in.
+const DefaultMaxTokenLength = 16384
 
 // Format describes one kind of negotiate response and the token inside it.
 type Format struct {
@@ -30,13 +38,22 @@ type Format struct {
 	// (never added), so that no id the caller could have chosen survives in
 	// a claim some service version may still read.
 	LegacyUserClaims []string
-	// TokenFields are the accepted names of the body member holding the
-	// token, most usual first. A body with more than one of them is refused
-	// rather than guessed at.
+	// TokenFields are the accepted names of the body members holding the
+	// token. Every one a body has is a copy of the token: all copies must
+	// be the same token, and all are rewritten.
 	TokenFields []string
-	// URLField, if set, names a body member whose URL carries the same token
-	// in its access_token query parameter; it is rewritten to match.
+	// URLField, if set, names a body member whose URL may carry the token
+	// in its access_token query parameter. Such a URL is one more copy of
+	// the token, and the only one in a body such as {"url": ...}.
 	URLField string
+	// ClientURLFields name the body members holding the URL the client
+	// connects to, most telling first. The first one a body has narrows
+	// the endpoints its token may be for to those that send clients there.
+	ClientURLFields []string
+	// MaxTokenLength is the longest token the service accepts, when it
+	// documents a limit; 0 when it does not, and DefaultMaxTokenLength
+	// applies. New refuses an Options.MaxTokenLength above it.
+	MaxTokenLength int
 	// ReservedClaims are claims the service reads as instructions (who the
 	// user is, what it may do, how long the token lives), so that
 	// Options.ForwardClaims may not name them: New refuses. The UserClaim is
@@ -57,11 +74,17 @@ type Format struct {
 	// and say when that is. Empty when the service has no such feature; New
 	// then refuses Options.CloseOnCallerExpiry.
 	CloseOnExpiryClaim, ExpiresOnClaim string
+
+	// sdk holds how the service's SDKs read a connection string and build
+	// a client's aud and url; see ConnectionString.Key.
+	sdk *sdkRules
 }
 
 // SignalR is the Azure SignalR Service format: {"url", "accessToken"}, the
 // user id in asrs.s.uid. The PascalCase spelling comes from the .NET isolated
-// worker.
+// worker, whose SignalRConnectionInfo names no JSON properties
+// (Azure/azure-functions-dotnet-worker,
+// extensions/Worker.Extensions.SignalRService/src/Models/SignalRConnectionInfo.cs).
 //
 // Every asrs.* claim is the service's. nameid (and the long .NET name it maps
 // to) is reserved too: older SDKs put the user id there, and a forwarded one
@@ -75,6 +98,8 @@ var SignalR = Format{
 	UserClaim:        "asrs.s.uid",
 	LegacyUserClaims: []string{"nameid", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier"},
 	TokenFields:      []string{"accessToken", "AccessToken"},
+	ClientURLFields:  []string{"url", "Url"},
+	MaxTokenLength:   MaxTokenLength,
 	ReservedClaims: []string{
 		"nameid",
 		"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier",
@@ -84,10 +109,24 @@ var SignalR = Format{
 	CustomClaimPrefix:  "asrs.u.",
 	CloseOnExpiryClaim: "asrs.s.coae",
 	ExpiresOnClaim:     "asrs.s.aeo",
+	sdk:                &signalRRules,
 }
 
-// WebPubSub is the Azure Web PubSub format: {"baseUrl", "url", "accessToken"},
-// the user id in sub, and the token repeated in url.
+// WebPubSub is the Azure Web PubSub format, the user id in sub. Its bodies
+// come in several shapes, all accepted:
+//
+//   - {"baseUrl", "url", "accessToken"}: the webPubSubConnection binding
+//     and the .NET in-process WebPubSubConnection;
+//   - {"token", "baseUrl", "url"}: what the JavaScript SDK's
+//     getClientAccessToken returns, handed back as it is;
+//   - {"url"}: the token only in the URL, as in the quickstarts;
+//   - {"baseUrl", "url", "AccessToken"}: the .NET isolated worker's
+//     WebPubSubConnection, which names only baseUrl and url
+//     (Azure/azure-functions-dotnet-worker,
+//     extensions/Worker.Extensions.WebPubSub/src/Models/Input/WebPubSubConnection.cs).
+//
+// The service documents no token length limit, and neither SDK enforces
+// one, so DefaultMaxTokenLength applies.
 //
 // Web PubSub has no prefix to carry customer claims named like its own, so
 // forwarding refuses every registered JWT name and the permission and group
@@ -96,17 +135,29 @@ var SignalR = Format{
 var WebPubSub = Format{
 	Name:             "webpubsub",
 	UserClaim:        "sub",
-	TokenFields:      []string{"accessToken"},
+	TokenFields:      []string{"accessToken", "AccessToken", "token"},
 	URLField:         "url",
+	ClientURLFields:  []string{"url", "baseUrl"},
 	ReservedClaims:   []string{"role", "group", "iss", "sub", "aud", "exp", "nbf", "iat", "jti"},
 	ReservedPrefixes: []string{"asrs.", "webpubsub."},
+	sdk:              &webPubSubRules,
 }
 
-// Key is an access key and the endpoint hosts whose tokens it signs.
+// Key is an access key and the endpoint whose tokens it signs.
 type Key struct {
-	// Hosts are the host[:port] values, lowercase, that a token's aud may
-	// name for this key's endpoint.
+	// Hosts are the hosts, as CanonicalHost gives them, of the endpoint
+	// that a token's aud may name. A token is a candidate for the key when
+	// its aud has the host name of one of them and, if the aud carries a
+	// port, that one's port: the SignalR SDK never writes a port in aud,
+	// the Web PubSub SDKs write the endpoint's.
 	Hosts []string
+	// ClientHosts are the hosts, as CanonicalHost gives them, of the URLs
+	// the SDK sends clients to for this endpoint. When the body's client
+	// URL names one of the candidates' ClientHosts, the candidates are
+	// narrowed to those it names. Empty: Hosts stands in.
+	ClientHosts []string
+	// Endpoint names the endpoint in what Resolve returns. Optional.
+	Endpoint string
 	// Secret is the HMAC key: the UTF-8 bytes of the AccessKey string, not
 	// its base64 decoding, as the Azure SDKs use it.
 	Secret []byte
@@ -118,12 +169,13 @@ type Reason string
 // The reasons a rewrite can fail.
 const (
 	ReasonNotJSON         Reason = "not_json"         // the body is not a JSON object
-	ReasonNoToken         Reason = "no_token"         // no token field, or more than one
+	ReasonNoToken         Reason = "no_token"         // no copy of the token in the body
 	ReasonMalformedToken  Reason = "malformed_token"  // the token is not a well-formed JWT
 	ReasonUnknownEndpoint Reason = "unknown_endpoint" // aud names no configured endpoint
 	ReasonSignature       Reason = "signature"        // no configured key verifies the token
-	ReasonTooLong         Reason = "too_long"         // the result exceeds MaxTokenLength
-	ReasonURLMismatch     Reason = "url_mismatch"     // the URL's token differs from the token field
+	ReasonTooLong         Reason = "too_long"         // the result exceeds the token length limit
+	ReasonURLMismatch     Reason = "url_mismatch"     // the URL's token differs from the token field, or the URL is unreadable
+	ReasonTokenMismatch   Reason = "token_mismatch"   // two token fields of the body hold different tokens
 	ReasonCallerExpired   Reason = "caller_expired"   // the caller's token expires before the service token starts
 	ReasonCallerClaim     Reason = "caller_claim"     // a forwarded caller claim cannot be written as JSON
 )
@@ -201,6 +253,12 @@ type Options struct {
 	// a connection life its exp would not allow, and refuses formats
 	// without such claims (Web PubSub).
 	CloseOnCallerExpiry bool
+	// MaxTokenLength, if positive, is the longest token Rewrite produces;
+	// a longer one is refused (ReasonTooLong). Zero means the format's
+	// MaxTokenLength, or DefaultMaxTokenLength for a format whose service
+	// documents none. New refuses a negative length, and one above the
+	// format's MaxTokenLength: the service would refuse such tokens.
+	MaxTokenLength int
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
 }
@@ -212,6 +270,7 @@ type Rewriter struct {
 	opts     Options
 	forward  []forwardClaim
 	lifetime int64 // MaxTokenLifetime in whole seconds; 0 for none
+	maxLen   int   // the token length limit in force
 }
 
 // New returns a Rewriter for the format, trusting the given keys.
@@ -243,115 +302,286 @@ func New(format Format, keys []Key, opts Options) (*Rewriter, error) {
 		opts:     opts,
 		forward:  forward,
 		lifetime: int64(opts.MaxTokenLifetime / time.Second),
+		maxLen:   format.maxTokenLength(opts.MaxTokenLength),
 	}, nil
 }
 
-// Rewrite returns body with the user id set in its token. It verifies the
-// token's signature before anything else, so that it never signs what it was
-// not given by the holder of the key. Every failure is an *Error.
+// maxTokenLength is the limit in force for a validated Options.MaxTokenLength.
+func (f Format) maxTokenLength(asked int) int {
+	switch {
+	case asked > 0:
+		return asked
+	case f.MaxTokenLength > 0:
+		return f.MaxTokenLength
+	}
+	return DefaultMaxTokenLength
+}
+
+// Rewrite returns body with the user id set in every copy of its token. It
+// verifies the token's signature before anything else, so that it never
+// signs what it was not given by the holder of the key. Every failure is an
+// *Error.
 func (r *Rewriter) Rewrite(body []byte, c Caller) ([]byte, error) {
-	obj, err := parseObject(body)
-	if err != nil {
-		return nil, &Error{Reason: ReasonNotJSON, Err: err}
-	}
-	field, token, err := r.findToken(obj)
+	obj, copies, tok, err := r.read(body)
 	if err != nil {
 		return nil, err
 	}
-	newToken, err := r.rewriteToken(token, c)
+	key, err := r.resolve(obj, tok)
 	if err != nil {
 		return nil, err
 	}
-	if r.format.URLField != "" {
-		if err := r.rewriteURL(obj, token, newToken); err != nil {
-			return nil, err
+	newToken, err := r.resign(tok, key.Secret, c)
+	if err != nil {
+		return nil, err
+	}
+	for _, cp := range copies {
+		i := obj.index(cp.member)
+		if !cp.inURL {
+			obj[i].value = appendQuoted(nil, newToken)
+			continue
 		}
+		u := cp.url
+		// Only the token's own characters change, so the rest of the URL,
+		// its parameter order and escaping included, is kept as sent.
+		u.RawQuery = strings.Replace(u.RawQuery, "access_token="+tok.raw, "access_token="+newToken, 1)
+		obj[i].value = appendQuoted(nil, u.String())
 	}
-	obj = obj.set(field, appendQuoted(nil, newToken))
 	return obj.appendJSON(make([]byte, 0, len(body)+len(c.UserID)+64)), nil
 }
 
-func (r *Rewriter) findToken(obj object) (field, token string, err error) {
+// Resolve returns the configured key that signed the token in a negotiate
+// body, chosen exactly as Rewrite chooses it, and changes nothing. Failures
+// are those of Rewrite, each an *Error.
+func (r *Rewriter) Resolve(body []byte) (Key, error) {
+	obj, _, tok, err := r.read(body)
+	if err != nil {
+		return Key{}, err
+	}
+	return r.resolve(obj, tok)
+}
+
+// tokenCopy is one place in a body that holds the token.
+type tokenCopy struct {
+	member string
+	inURL  bool     // the token is the access_token parameter of the member's URL
+	url    *url.URL // the parsed URL, when inURL
+}
+
+// read parses a body and the token it carries, and says where the copies
+// of the token are.
+func (r *Rewriter) read(body []byte) (object, []tokenCopy, *token, error) {
+	obj, err := parseObject(body)
+	if err != nil {
+		return nil, nil, nil, &Error{Reason: ReasonNotJSON, Err: err}
+	}
+	copies, raw, err := r.findToken(obj)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tok, err := parseToken(raw)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return obj, copies, tok, nil
+}
+
+// findToken finds every copy of the token in the body and checks that they
+// are one token. Copies that differ are refused rather than guessed at: the
+// client may use either, and an unrewritten one would connect as whoever
+// the app said.
+func (r *Rewriter) findToken(obj object) ([]tokenCopy, string, error) {
+	var copies []tokenCopy
+	var token, first string
 	for _, name := range r.format.TokenFields {
 		s, ok, err := obj.stringValue(name)
 		if !ok {
 			continue
 		}
 		if err != nil {
-			return "", "", &Error{Reason: ReasonNoToken, Err: err}
+			return nil, "", &Error{Reason: ReasonNoToken, Err: err}
 		}
-		if field != "" {
-			return "", "", fail(ReasonNoToken, "the body has both %q and %q", field, name)
+		if first != "" && s != token {
+			return nil, "", fail(ReasonTokenMismatch, "members %q and %q hold different tokens", first, name)
 		}
-		field, token = name, s
+		if first == "" {
+			first, token = name, s
+		}
+		copies = append(copies, tokenCopy{member: name})
 	}
-	if field == "" {
-		return "", "", fail(ReasonNoToken, "the body has no %s member", strings.Join(r.format.TokenFields, " or "))
+	if name := r.format.URLField; name != "" {
+		u, t, ok, err := urlToken(obj, name)
+		if err != nil {
+			return nil, "", err
+		}
+		if ok {
+			if first != "" && t != token {
+				return nil, "", fail(ReasonURLMismatch, "member %q does not carry the same token as member %q", name, first)
+			}
+			token = t
+			copies = append(copies, tokenCopy{member: name, inURL: true, url: u})
+		}
 	}
-	return field, token, nil
+	if len(copies) == 0 {
+		names := slices.Clone(r.format.TokenFields)
+		if r.format.URLField != "" {
+			names = append(names, r.format.URLField+" with access_token")
+		}
+		return nil, "", fail(ReasonNoToken, "the body has no %s member", strings.Join(names, " or "))
+	}
+	return copies, token, nil
 }
 
-// rewriteToken checks the signature, sets the user claim and what the Options
-// ask for, and signs again with the key that verified. The header segment is
-// kept byte for byte; every other claim keeps its exact text.
-func (r *Rewriter) rewriteToken(token string, c Caller) (string, error) {
-	parts := strings.Split(token, ".")
+// urlToken reads the access_token parameter of the URL in member name. ok
+// is false when the member is absent or its URL has no access_token, as a
+// baseUrl has none. A member that cannot be read as a URL is an error: it may
+// carry a token we could not rewrite.
+func urlToken(obj object, name string) (*url.URL, string, bool, error) {
+	raw, present, err := obj.stringValue(name)
+	if !present {
+		return nil, "", false, nil
+	}
+	if err != nil {
+		return nil, "", false, &Error{Reason: ReasonURLMismatch, Err: err}
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, "", false, fail(ReasonURLMismatch, "member %q is not a URL", name)
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil || len(q["access_token"]) > 1 {
+		return nil, "", false, fail(ReasonURLMismatch, "member %q has an unreadable query", name)
+	}
+	t, ok := q["access_token"]
+	if !ok {
+		return nil, "", false, nil
+	}
+	// The rewrite replaces the parameter's text: it must be there once,
+	// unescaped, as the SDKs write it.
+	if strings.Count(u.RawQuery, "access_token="+t[0]) != 1 {
+		return nil, "", false, fail(ReasonURLMismatch, "member %q carries the token in an unexpected form", name)
+	}
+	return u, t[0], true, nil
+}
+
+// token is a parsed JWS compact serialization of an HMAC algorithm.
+type token struct {
+	raw     string
+	header  string // the header segment, kept byte for byte
+	signed  string // header "." payload, the signing input
+	newHash func() hash.Hash
+	sig     []byte
+	claims  object
+}
+
+func parseToken(raw string) (*token, error) {
+	parts := strings.Split(raw, ".")
 	if len(parts) != 3 {
-		return "", fail(ReasonMalformedToken, "the token has %d segments, not 3", len(parts))
+		return nil, fail(ReasonMalformedToken, "the token has %d segments, not 3", len(parts))
 	}
 	headerJSON, err := base64.RawURLEncoding.DecodeString(parts[0])
 	if err != nil {
-		return "", fail(ReasonMalformedToken, "header segment: %v", err)
+		return nil, fail(ReasonMalformedToken, "header segment: %v", err)
 	}
 	header, err := parseObject(headerJSON)
 	if err != nil {
-		return "", fail(ReasonMalformedToken, "header: %v", err)
+		return nil, fail(ReasonMalformedToken, "header: %v", err)
 	}
 	alg, _, err := header.stringValue("alg")
 	if err != nil {
-		return "", fail(ReasonMalformedToken, "header: %v", err)
+		return nil, fail(ReasonMalformedToken, "header: %v", err)
 	}
 	newHash := hashFor(alg)
 	if newHash == nil {
-		return "", fail(ReasonMalformedToken, "alg %q is not an HMAC algorithm", alg)
+		return nil, fail(ReasonMalformedToken, "alg %q is not an HMAC algorithm", alg)
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
 	if err != nil {
-		return "", fail(ReasonMalformedToken, "signature segment: %v", err)
+		return nil, fail(ReasonMalformedToken, "signature segment: %v", err)
 	}
 	payloadJSON, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		return "", fail(ReasonMalformedToken, "payload segment: %v", err)
+		return nil, fail(ReasonMalformedToken, "payload segment: %v", err)
 	}
 	claims, err := parseObject(payloadJSON)
 	if err != nil {
-		return "", fail(ReasonMalformedToken, "payload: %v", err)
+		return nil, fail(ReasonMalformedToken, "payload: %v", err)
 	}
-	host, err := audienceHost(claims)
-	if err != nil {
-		return "", err
-	}
+	return &token{
+		raw:     raw,
+		header:  parts[0],
+		signed:  raw[:len(parts[0])+1+len(parts[1])],
+		newHash: newHash,
+		sig:     sig,
+		claims:  claims,
+	}, nil
+}
 
-	signed := token[:len(parts[0])+1+len(parts[1])]
-	var key []byte
-	matched := false
+// resolve finds the key that signed the token. The candidates are the keys
+// whose endpoint the aud names by host, and by port when the aud has one.
+// The body's client URL narrows them when it names where some of them send
+// clients: endpoints on one host (emulators on several ports) have the same
+// SignalR aud, and only the url tells them apart. The key that verifies the
+// signature decides among what is left.
+func (r *Rewriter) resolve(obj object, t *token) (Key, error) {
+	aud, err := audience(t.claims)
+	if err != nil {
+		return Key{}, err
+	}
+	audName, audPort := splitHost(CanonicalHost(aud))
+	var candidates []Key
 	for _, k := range r.keys {
-		if !slices.Contains(k.Hosts, host) {
+		if slices.ContainsFunc(k.Hosts, func(h string) bool {
+			name, port := splitHost(h)
+			return name == audName && (audPort == "" || port == audPort)
+		}) {
+			candidates = append(candidates, k)
+		}
+	}
+	if len(candidates) == 0 {
+		return Key{}, fail(ReasonUnknownEndpoint, "the token's audience host %q is not a configured endpoint", CanonicalHost(aud))
+	}
+	client := r.clientHost(obj)
+	if client != "" {
+		named := slices.DeleteFunc(slices.Clone(candidates), func(k Key) bool {
+			hosts := k.ClientHosts
+			if len(hosts) == 0 {
+				hosts = k.Hosts
+			}
+			return !slices.Contains(hosts, client)
+		})
+		if len(named) > 0 {
+			candidates = named
+		}
+	}
+	for _, k := range candidates {
+		if hmac.Equal(t.sig, sign(t.newHash, k.Secret, t.signed)) {
+			return k, nil
+		}
+	}
+	return Key{}, fail(ReasonSignature, "the token for %q is not signed by a configured access key", CanonicalHost(aud))
+}
+
+// clientHost returns the host of the body's client URL, as CanonicalHost
+// gives it, or "" when the body has none that reads as an absolute URL.
+func (r *Rewriter) clientHost(obj object) string {
+	for _, name := range r.format.ClientURLFields {
+		raw, ok, err := obj.stringValue(name)
+		if !ok {
 			continue
 		}
-		matched = true
-		if hmac.Equal(sig, sign(newHash, k.Secret, signed)) {
-			key = k.Secret
-			break
+		if u, perr := url.Parse(raw); err == nil && perr == nil && u.Host != "" {
+			return CanonicalHost(u)
 		}
+		return ""
 	}
-	if !matched {
-		return "", fail(ReasonUnknownEndpoint, "the token's audience host %q is not a configured endpoint", host)
-	}
-	if key == nil {
-		return "", fail(ReasonSignature, "the token for %q is not signed by a configured access key", host)
-	}
+	return ""
+}
 
+// resign sets the user claim and what the Options ask for, and signs again
+// with the key that verified. The header segment is kept byte for byte;
+// every other claim keeps its exact text.
+func (r *Rewriter) resign(t *token, key []byte, c Caller) (string, error) {
+	claims := slices.Clone(t.claims)
 	uid := appendQuoted(nil, c.UserID)
 	claims = claims.set(r.format.UserClaim, uid)
 	for _, name := range r.format.LegacyUserClaims {
@@ -359,71 +589,46 @@ func (r *Rewriter) rewriteToken(token string, c Caller) (string, error) {
 			claims[i].value = uid
 		}
 	}
-	if claims, err = r.applyOptions(claims, c); err != nil {
+	claims, err := r.applyOptions(claims, c)
+	if err != nil {
 		return "", err
 	}
 	payload := base64.RawURLEncoding.EncodeToString(claims.appendJSON(nil))
-	unsigned := parts[0] + "." + payload
-	out := unsigned + "." + base64.RawURLEncoding.EncodeToString(sign(newHash, key, unsigned))
-	if len(out) > MaxTokenLength {
-		return "", fail(ReasonTooLong, "the rewritten token has %d characters; the service accepts at most %d", len(out), MaxTokenLength)
+	unsigned := t.header + "." + payload
+	out := unsigned + "." + base64.RawURLEncoding.EncodeToString(sign(t.newHash, key, unsigned))
+	if len(out) > r.maxLen {
+		return "", fail(ReasonTooLong, "the rewritten token has %d characters; the limit for %s is %d", len(out), r.format.Name, r.maxLen)
 	}
 	return out, nil
 }
 
-// rewriteURL replaces the token in the URL member's access_token parameter.
-// Only the token's own characters change, so the rest of the URL, its
-// parameter order and escaping included, is kept as sent.
-func (r *Rewriter) rewriteURL(obj object, oldToken, newToken string) error {
-	raw, ok, err := obj.stringValue(r.format.URLField)
-	if !ok {
-		return nil // Web PubSub clients can also join baseUrl and accessToken themselves
-	}
-	if err != nil {
-		return &Error{Reason: ReasonURLMismatch, Err: err}
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fail(ReasonURLMismatch, "member %q is not a URL", r.format.URLField)
-	}
-	q, err := url.ParseQuery(u.RawQuery)
-	if err != nil || len(q["access_token"]) > 1 {
-		return fail(ReasonURLMismatch, "member %q has an unreadable query", r.format.URLField)
-	}
-	if got := q.Get("access_token"); got != oldToken {
-		return fail(ReasonURLMismatch, "member %q does not carry the same token as the token member", r.format.URLField)
-	}
-	oldParam, newParam := "access_token="+oldToken, "access_token="+newToken
-	if strings.Count(u.RawQuery, oldParam) != 1 {
-		return fail(ReasonURLMismatch, "member %q carries the token in an unexpected form", r.format.URLField)
-	}
-	u.RawQuery = strings.Replace(u.RawQuery, oldParam, newParam, 1)
-	i := obj.index(r.format.URLField)
-	obj[i].value = appendQuoted(nil, u.String())
-	return nil
-}
-
-// audienceHost returns the lowercase host[:port] of the token's aud URL. The
-// aud is read, never rebuilt from the body's url: with Port or ClientEndpoint
-// in the connection string the two differ.
-func audienceHost(claims object) (string, error) {
+// audience returns the token's aud as a URL. The aud is read, never rebuilt
+// from the body's url: the SDKs build the two differently.
+func audience(claims object) (*url.URL, error) {
 	i := claims.index("aud")
 	if i < 0 {
-		return "", fail(ReasonMalformedToken, "the token has no aud claim")
+		return nil, fail(ReasonMalformedToken, "the token has no aud claim")
 	}
 	var aud string
 	if err := json.Unmarshal(claims[i].value, &aud); err != nil {
 		var list []string
 		if err := json.Unmarshal(claims[i].value, &list); err != nil || len(list) != 1 {
-			return "", fail(ReasonMalformedToken, "the aud claim is not a single string")
+			return nil, fail(ReasonMalformedToken, "the aud claim is not a single string")
 		}
 		aud = list[0]
 	}
 	u, err := url.Parse(aud)
 	if err != nil || u.Host == "" {
-		return "", fail(ReasonMalformedToken, "the aud claim %q is not an absolute URL", aud)
+		return nil, fail(ReasonMalformedToken, "the aud claim %q is not an absolute URL", aud)
 	}
-	return CanonicalHost(u), nil
+	return u, nil
+}
+
+// splitHost splits a host as CanonicalHost gives it into its lowercase
+// name, without brackets, and its port, "" when it has none.
+func splitHost(h string) (name, port string) {
+	u := url.URL{Host: h}
+	return strings.ToLower(u.Hostname()), u.Port()
 }
 
 // CanonicalHost returns u's host in lowercase, with the port only when it is

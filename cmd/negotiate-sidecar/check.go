@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -15,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
+	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite"
 )
 
 // errCheckFailed makes check exit non-zero after its report said why.
@@ -75,10 +77,8 @@ func runCheck(ctx context.Context, args []string, env environment, stdout, stder
 	}
 
 	css, _ := collectConnectionStrings(s, env) // validated with the settings
-	endpoints, _ := parseEndpoints(css)
-	for _, e := range endpoints {
-		r.ok("endpoint "+e.hosts[0], "%d key(s), from %s", len(e.keys), strings.Join(e.sources, ", "))
-	}
+	endpoints, _ := parseEndpoints(css, s.Service)
+	checkEndpoints(r, s, endpoints, time.Now())
 
 	checkUpstream(ctx, r, s.Upstream, client)
 
@@ -145,6 +145,71 @@ func providerHint(ps providerSettings, err error) string {
 	default:
 		return "check the URL and that this machine (and the pod) can reach it; the sidecar keeps retrying, but refuses negotiate until keys load"
 	}
+}
+
+// checkHub is the hub of the tokens checkEndpoints builds; any name does.
+const checkHub = "check"
+
+// checkEndpoints hands the rewriter, for each endpoint and key, the body the
+// app's SDK issues with that key (its aud and url built as the SDK builds
+// them), as the proxy would on a negotiate, and confirms it resolves to that
+// endpoint and key and is rewritten. A setup whose negotiates the proxy would
+// all refuse fails here rather than in production.
+func checkEndpoints(r *report, s settings, endpoints []endpoint, now time.Time) {
+	if len(endpoints) == 0 {
+		return
+	}
+	format := formatOf(s.Service)
+	rw, err := rewrite.New(format, rewriteKeys(endpoints), rewrite.Options{MaxTokenLength: s.Tokens.MaxTokenLength})
+	if err != nil {
+		r.fail("endpoints", err.Error(), "")
+		return
+	}
+	for _, e := range endpoints {
+		subject := "endpoint " + e.hosts[0]
+		failed := false
+		var shared []string
+		for i, cs := range e.css {
+			what := "a token the app's SDK issues with the key from " + e.sources[i]
+			body, err := format.SDKBody(cs, checkHub, now)
+			var got rewrite.Key
+			if err == nil {
+				got, err = rw.Resolve(body)
+			}
+			if err == nil {
+				_, err = rw.Rewrite(body, rewrite.Caller{UserID: "check"})
+			}
+			switch {
+			case err != nil:
+				failed = true
+				r.fail(subject, fmt.Sprintf("%s would be refused: %v", what, err), endpointHint(err))
+			case !bytes.Equal(got.Secret, e.keys[i]):
+				failed = true
+				r.fail(subject, fmt.Sprintf("%s resolves to another key, of endpoint %s", what, got.Endpoint), "give each endpoint its own connection strings; the sidecar cannot tell these apart")
+			case got.Endpoint != e.url && !slices.Contains(shared, got.Endpoint):
+				// Same key, same host and client URL: whichever endpoint
+				// is chosen, the same key signs.
+				shared = append(shared, got.Endpoint)
+			}
+		}
+		if failed {
+			continue
+		}
+		note := ""
+		if len(shared) > 0 {
+			note = fmt.Sprintf(" (indistinguishable from %s, which has the same key)", strings.Join(shared, ", "))
+		}
+		r.ok(subject, "%d key(s), from %s; tokens the app's SDK issues for it are accepted%s", len(e.keys), strings.Join(e.sources, ", "), note)
+	}
+}
+
+// endpointHint says what to do about a refusal of an SDK's token.
+func endpointHint(err error) string {
+	var re *rewrite.Error
+	if errors.As(err, &re) && re.Reason == rewrite.ReasonTooLong {
+		return "the app's tokens alone exceed --max-token-length; raise it, or leave it at 0 for the service's limit"
+	}
+	return "every negotiate for this endpoint would be answered 502; the connection strings the sidecar reads do not match what the app's SDK issues"
 }
 
 // checkUpstream tells whether the app answers at all; any HTTP status will do.

@@ -114,7 +114,7 @@ func TestCheck(t *testing.T) {
 			want: []string{
 				"ok configuration read from flags and environment: 1 provider(s), service signalr",
 				`ok provider "{idp-host}" 1 key(s) from discovery at {idp}/.well-known/openid-configuration; issuer {idp}, audiences api://app, user claim "sub"`,
-				"ok endpoint fake.service.signalr.net 1 key(s), from $AzureSignalRConnectionString",
+				"ok endpoint fake.service.signalr.net 1 key(s), from $AzureSignalRConnectionString; tokens the app's SDK issues for it are accepted",
 				"ok upstream {app} answered 404 Not Found in ",
 				"\nAll checks passed.\n",
 			},
@@ -214,7 +214,7 @@ func TestCheck(t *testing.T) {
 				"Azure__SignalR__Endpoints__west": "Endpoint=https://fake-west.service.signalr.net;AuthType=azure.msi;ClientId=00000000-0000-0000-0000-000000000000;Version=1.0;",
 			},
 			want: []string{
-				"FAIL configuration $Azure__SignalR__Endpoints__west: AuthType=azure.msi (Microsoft Entra ID) has no AccessKey; the sidecar signs tokens with an access key, so give it a connection string with AccessKey",
+				"FAIL configuration $Azure__SignalR__Endpoints__west: AuthType=azure.msi: the app signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; give the app and the sidecar a connection string with AccessKey and without AuthType",
 				"1 problem(s) in the configuration; fix them and run check again.",
 			},
 			wantErr: true,
@@ -242,6 +242,65 @@ func TestCheck(t *testing.T) {
 				"ok endpoint fake-east.service.signalr.net 2 key(s), from $Azure__SignalR__Endpoints__east__primary, $Azure__SignalR__Endpoints__east__secondary",
 				"All checks passed.",
 			},
+		},
+		{
+			// The SDK writes no port in aud: http://127.0.0.1/client/?hub=...
+			// for both, and the url tells them apart.
+			name: "emulators on one host, the port in the Endpoint",
+			env: map[string]string{
+				"AzureSignalRConnectionString":      "",
+				"Azure__SignalR__Endpoints__first":  fakeConnString("http://127.0.0.1:8081", fakeAccessKey),
+				"Azure__SignalR__Endpoints__second": fakeConnString("http://127.0.0.1:8082", secondFakeAccessKey),
+			},
+			want: []string{
+				"ok endpoint 127.0.0.1:8081 1 key(s), from $Azure__SignalR__Endpoints__first; tokens the app's SDK issues for it are accepted",
+				"ok endpoint 127.0.0.1:8082 1 key(s), from $Azure__SignalR__Endpoints__second; tokens the app's SDK issues for it are accepted",
+				"All checks passed.",
+			},
+		},
+		{
+			name: "two endpoints with one key, one host and one ClientEndpoint",
+			env: map[string]string{
+				"AzureSignalRConnectionString":      "",
+				"Azure__SignalR__Endpoints__first":  fakeConnString("http://127.0.0.1:8081", fakeAccessKey, "ClientEndpoint=https://chat.example.test"),
+				"Azure__SignalR__Endpoints__second": fakeConnString("http://127.0.0.1:8082", fakeAccessKey, "ClientEndpoint=https://chat.example.test"),
+			},
+			want: []string{
+				"ok endpoint 127.0.0.1:8081 1 key(s), from $Azure__SignalR__Endpoints__first; tokens the app's SDK issues for it are accepted",
+				"ok endpoint 127.0.0.1:8082 1 key(s), from $Azure__SignalR__Endpoints__second; tokens the app's SDK issues for it are accepted (indistinguishable from http://127.0.0.1:8081, which has the same key)",
+				"All checks passed.",
+			},
+		},
+		{
+			name: "Web PubSub with Port",
+			args: func(t *testing.T, f *checkFixture) []string { return []string{"--service", "webpubsub"} },
+			env:  map[string]string{"WebPubSubConnectionString": fakeConnString("http://localhost", fakeAccessKey, "Port=8080")},
+			want: []string{
+				"ok endpoint localhost:8080 1 key(s), from $WebPubSubConnectionString; tokens the app's SDK issues for it are accepted",
+				"All checks passed.",
+			},
+		},
+		{
+			name: "AuthType with an AccessKey, which the SDK then ignores",
+			env:  map[string]string{"AzureSignalRConnectionString": fakeConnString("https://fake.service.signalr.net", fakeAccessKey, "AuthType=azure")},
+			want: []string{
+				"FAIL configuration $AzureSignalRConnectionString: AuthType=azure: the app's SignalR SDK ignores the AccessKey when AuthType is set",
+				"1 problem(s) in the configuration; fix them and run check again.",
+			},
+			wantErr: true,
+		},
+		{
+			// Every negotiate would be refused with too_long.
+			name: "the SDK's tokens exceed --max-token-length",
+			args: func(t *testing.T, f *checkFixture) []string { return []string{"--max-token-length", "512"} },
+			env:  map[string]string{"AzureSignalRConnectionString": fakeConnString("https://"+strings.Repeat("long-name-", 30)+"x.service.signalr.net", fakeAccessKey)},
+			want: []string{
+				"FAIL endpoint long-name-long-name-",
+				"a token the app's SDK issues with the key from $AzureSignalRConnectionString would be refused: rewriting negotiate body (too_long): the rewritten token has ",
+				"-> the app's tokens alone exceed --max-token-length; raise it, or leave it at 0 for the service's limit",
+				"1 problem(s) found.",
+			},
+			wantErr: true,
 		},
 		{
 			name: "upstream down",
@@ -474,6 +533,9 @@ providers:
 			env := map[string]string{"AzureSignalRConnectionString": fakeConnectionString}
 			for k, v := range tt.env {
 				env[k] = v
+				if v == "" {
+					delete(env, k)
+				}
 			}
 			var stdout, stderr syncBuffer
 			err := run(context.Background(), args, environ(env), &stdout, &stderr)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
 	"github.com/negotiate-sidecar/negotiate-sidecar/proxy"
+	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite"
 )
 
 // envPrefix prefixes the environment variable that stands for each flag:
@@ -78,7 +79,16 @@ type tokenSettings struct {
 	MaxTokenLifetime    time.Duration `yaml:"max_token_lifetime"`
 	BindToCallerExpiry  bool          `yaml:"bind_to_caller_expiry"`
 	CloseOnCallerExpiry bool          `yaml:"close_on_caller_expiry"`
+	MaxTokenLength      int           `yaml:"max_token_length"` // 0: the service's limit
 }
+
+// The range of --max-token-length. Under the minimum no SDK's token fits;
+// the Web PubSub maximum keeps the URL a browser puts the token in within
+// what HTTP servers commonly accept.
+const (
+	minTokenLength          = 512
+	maxWebPubSubTokenLength = 32768
+)
 
 const (
 	defaultLeeway          = 30 * time.Second
@@ -189,6 +199,7 @@ func newFlagSet(name string, v *flagValues, check bool, stderr io.Writer) *flag.
 	fs.DurationVar(&v.s.Tokens.MaxTokenLifetime, "max-token-lifetime", 0, "cap on the service token's lifetime (0: keep the app's)")
 	fs.BoolVar(&v.s.Tokens.BindToCallerExpiry, "bind-to-caller-expiry", false, "the service token never outlives the caller's token")
 	fs.BoolVar(&v.s.Tokens.CloseOnCallerExpiry, "close-on-caller-expiry", false, "also ask the service to close the connection when the caller's token expires")
+	fs.IntVar(&v.s.Tokens.MaxTokenLength, "max-token-length", 0, fmt.Sprintf("longest service token produced, in `characters` (0: %d for signalr, the service's limit; %d for webpubsub, which documents none)", rewrite.MaxTokenLength, rewrite.DefaultMaxTokenLength))
 	if check {
 		fs.StringVar(&v.token, "token", "", "a caller's `JWT` to judge as the sidecar would")
 	}
@@ -307,7 +318,7 @@ func loadSettings(args []string, env environment, check bool, stderr io.Writer) 
 	if err != nil {
 		problems = append(problems, err)
 	}
-	if _, err := parseEndpoints(css); err != nil {
+	if _, err := parseEndpoints(css, s.Service); err != nil {
 		problems = append(problems, err)
 	}
 	return s, v, errors.Join(problems...)
@@ -356,6 +367,8 @@ func (v *flagValues) apply(s *settings, name string) {
 		s.Tokens.BindToCallerExpiry = v.s.Tokens.BindToCallerExpiry
 	case "close-on-caller-expiry":
 		s.Tokens.CloseOnCallerExpiry = v.s.Tokens.CloseOnCallerExpiry
+	case "max-token-length":
+		s.Tokens.MaxTokenLength = v.s.Tokens.MaxTokenLength
 	}
 }
 
@@ -566,6 +579,15 @@ func (s *settings) validate() []error {
 	}
 	if s.Tokens.MaxTokenLifetime < 0 {
 		add("max token lifetime %s must not be negative", s.Tokens.MaxTokenLifetime)
+	}
+	if n := s.Tokens.MaxTokenLength; n != 0 {
+		limit := maxWebPubSubTokenLength
+		if s.Service == "signalr" {
+			limit = rewrite.MaxTokenLength // Azure SignalR Service refuses longer tokens
+		}
+		if n < minTokenLength || n > limit {
+			add("max token length %d: choose 0 (the service's limit) or from %d to %d for %s", n, minTokenLength, limit, s.Service)
+		}
 	}
 	if s.Tokens.CloseOnCallerExpiry && !s.Tokens.BindToCallerExpiry {
 		add("close_on_caller_expiry needs bind_to_caller_expiry: the connection can only close when the token it was opened with expires")

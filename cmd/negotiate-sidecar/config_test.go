@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,7 @@ func TestLoadSettingsValidFull(t *testing.T) {
 			MaxTokenLifetime:    time.Hour,
 			BindToCallerExpiry:  true,
 			CloseOnCallerExpiry: true,
+			MaxTokenLength:      3000,
 		},
 		configFile: "testdata/valid-full.yml",
 	}
@@ -129,7 +131,7 @@ func TestLoadSettingsValidFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eps, err := parseEndpoints(css)
+	eps, err := parseEndpoints(css, got.Service)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,6 +541,7 @@ func TestLoadSettingsInvalidFiles(t *testing.T) {
 		"invalid-log.yml":                           "log format \"text\": choose json or console\nlog level \"verbose\": choose debug, info, warn or error",
 		"invalid-timeouts.yml":                      "shutdown timeout 0s must be positive\nreload interval 10ms: choose at least 100ms\nmax token lifetime -1m0s must not be negative",
 		"invalid-forward-claims.yml":                "forward_claims: a claim name is empty",
+		"invalid-max-token-length.yml":              "max token length 8192: choose 0 (the service's limit) or from 512 to 4096 for signalr",
 		"invalid-connection-string.yml":             "connection string 1 of the configuration: connection string: missing Endpoint (expected Endpoint=https://<name>.service.signalr.net;AccessKey=...)",
 		"invalid-many.yml": strings.Join([]string{
 			`testdata/invalid-many.yml line 12: unknown key "audience"` + readme,
@@ -551,7 +554,7 @@ func TestLoadSettingsInvalidFiles(t *testing.T) {
 			`provider "corp": issuer is required (--issuer): the exact iss claim of your callers' tokens`,
 			`provider "corp": at least one audience is required (--audience): the aud your callers' tokens carry`,
 			"close_on_caller_expiry needs bind_to_caller_expiry: the connection can only close when the token it was opened with expires",
-			"connection string 1 of the configuration: AuthType=azure.msi (Microsoft Entra ID) has no AccessKey; the sidecar signs tokens with an access key, so give it a connection string with AccessKey",
+			"connection string 1 of the configuration: AuthType=azure.msi: the app signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; give the app and the sidecar a connection string with AccessKey and without AuthType",
 		}, "\n"),
 	}
 
@@ -728,7 +731,7 @@ func TestLoadSettingsReportsEverythingAtOnce(t *testing.T) {
 			`provider "idp.example.test": leeway 10m0s: choose a value from 0s to 5m`,
 			`$AzureSignalRConnectionString: connection string: Port "http" is not a number from 1 to 65535`,
 			`$Azure__SignalR__Endpoints__east__other: connection string: missing Endpoint (expected Endpoint=https://<name>.service.signalr.net;AccessKey=...)`,
-			`$Azure__SignalR__Endpoints__west: AuthType=azure.msi (Microsoft Entra ID) has no AccessKey; the sidecar signs tokens with an access key, so give it a connection string with AccessKey`,
+			`$Azure__SignalR__Endpoints__west: AuthType=azure.msi: the app signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; give the app and the sidecar a connection string with AccessKey and without AuthType`,
 		}, "\n")
 		if got := errString(err); got != want {
 			t.Errorf("error:\n%s\nwant:\n%s", got, want)
@@ -792,8 +795,37 @@ func FuzzLoadSettingsFile(f *testing.F) {
 		if err != nil {
 			t.Fatalf("accepted, but the connection strings fail: %v", err)
 		}
-		if eps, err := parseEndpoints(css); err != nil || len(eps) == 0 {
+		if eps, err := parseEndpoints(css, "signalr"); err != nil || len(eps) == 0 {
 			t.Fatalf("accepted, but the endpoints fail: %d, %v", len(eps), err)
 		}
 	})
+}
+
+// The token length limit depends on the service: SignalR's 4096 characters
+// cannot be raised, Web PubSub documents none.
+func TestMaxTokenLengthRange(t *testing.T) {
+	env := map[string]string{"AzureSignalRConnectionString": fakeConnectionString, "WebPubSubConnectionString": fakeConnectionString}
+	base := []string{"--upstream", "http://127.0.0.1:7071", "--issuer", "https://idp.example.test/", "--audience", "chat"}
+	for _, tt := range []struct {
+		service, length string
+		err             string
+	}{
+		{"signalr", "0", ""},
+		{"signalr", "4096", ""},
+		{"signalr", "600", ""},
+		{"signalr", "4097", "max token length 4097: choose 0 (the service's limit) or from 512 to 4096 for signalr"},
+		{"webpubsub", "20000", ""},
+		{"webpubsub", "32768", ""},
+		{"webpubsub", "32769", "max token length 32769: choose 0 (the service's limit) or from 512 to 32768 for webpubsub"},
+		{"webpubsub", "100", "max token length 100: choose 0 (the service's limit) or from 512 to 32768 for webpubsub"},
+		{"webpubsub", "-1", "max token length -1: choose 0 (the service's limit) or from 512 to 32768 for webpubsub"},
+	} {
+		s, err := loadArgs(t, env, append(base, "--service", tt.service, "--max-token-length", tt.length)...)
+		if got := errString(err); got != tt.err {
+			t.Errorf("%s --max-token-length %s: error %q, want %q", tt.service, tt.length, got, tt.err)
+		}
+		if err == nil && strconv.Itoa(s.Tokens.MaxTokenLength) != tt.length {
+			t.Errorf("%s --max-token-length %s: read %d", tt.service, tt.length, s.Tokens.MaxTokenLength)
+		}
+	}
 }

@@ -14,10 +14,12 @@ import (
 // During a key rotation an endpoint has two keys (primary and secondary):
 // whichever verifies the app's token signs the rewritten one.
 type endpoint struct {
-	hosts   []string // as rewrite.CanonicalHost gives them
-	url     string   // the Endpoint, for logs
-	sources []string // where each key came from, in keys' order
-	keys    [][]byte
+	hosts       []string // of its tokens' aud, as rewrite.CanonicalHost gives them
+	clientHosts []string // of the URLs clients are sent to
+	url         string   // the Endpoint, for logs
+	sources     []string // where each key came from, in keys' order
+	keys        [][]byte
+	css         []rewrite.ConnectionString // each key's connection string, for check
 }
 
 // collectConnectionStrings gathers every connection string the sidecar
@@ -53,9 +55,11 @@ func collectConnectionStrings(s settings, env environment) ([]namedConnectionStr
 	return all, errors.Join(problems...)
 }
 
-// parseEndpoints parses the connection strings and groups their keys by
-// endpoint. Errors name the source, never the value.
-func parseEndpoints(list []namedConnectionString) ([]endpoint, error) {
+// parseEndpoints parses the connection strings as the service's SDK reads
+// them and groups their keys by endpoint. Errors name the source, never the
+// value.
+func parseEndpoints(list []namedConnectionString, service string) ([]endpoint, error) {
+	format := formatOf(service)
 	var endpoints []endpoint
 	var problems []error
 	for _, ncs := range list {
@@ -64,24 +68,35 @@ func parseEndpoints(list []namedConnectionString) ([]endpoint, error) {
 			problems = append(problems, fmt.Errorf("%s: %w", ncs.source, err))
 			continue
 		}
-		if cs.AccessKey == "" {
-			problems = append(problems, fmt.Errorf("%s: AuthType=%s (Microsoft Entra ID) has no AccessKey; the sidecar signs tokens with an access key, so give it a connection string with AccessKey", ncs.source, cs.AuthType))
+		k, err := format.Key(cs)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%s: %w", ncs.source, err))
 			continue
 		}
-		hosts := cs.Hosts()
-		i := slices.IndexFunc(endpoints, func(e endpoint) bool { return slices.Equal(e.hosts, hosts) })
+		i := slices.IndexFunc(endpoints, func(e endpoint) bool {
+			return slices.Equal(e.hosts, k.Hosts) && slices.Equal(e.clientHosts, k.ClientHosts)
+		})
 		if i < 0 {
-			endpoints = append(endpoints, endpoint{hosts: hosts, url: cs.Endpoint.String()})
+			endpoints = append(endpoints, endpoint{hosts: k.Hosts, clientHosts: k.ClientHosts, url: k.Endpoint})
 			i = len(endpoints) - 1
 		}
 		e := &endpoints[i]
-		if slices.ContainsFunc(e.keys, func(k []byte) bool { return string(k) == cs.AccessKey }) {
+		if slices.ContainsFunc(e.keys, func(b []byte) bool { return string(b) == string(k.Secret) }) {
 			continue // the same key from two sources
 		}
-		e.keys = append(e.keys, []byte(cs.AccessKey))
+		e.keys = append(e.keys, k.Secret)
 		e.sources = append(e.sources, ncs.source)
+		e.css = append(e.css, cs)
 	}
 	return endpoints, errors.Join(problems...)
+}
+
+// formatOf is the token format of a validated service name.
+func formatOf(service string) rewrite.Format {
+	if service == "webpubsub" {
+		return rewrite.WebPubSub
+	}
+	return rewrite.SignalR
 }
 
 // rewriteKeys turns endpoints into the rewriter's keys.
@@ -89,7 +104,7 @@ func rewriteKeys(endpoints []endpoint) []rewrite.Key {
 	var keys []rewrite.Key
 	for _, e := range endpoints {
 		for _, k := range e.keys {
-			keys = append(keys, rewrite.Key{Hosts: e.hosts, Secret: k})
+			keys = append(keys, rewrite.Key{Hosts: e.hosts, ClientHosts: e.clientHosts, Endpoint: e.url, Secret: k})
 		}
 	}
 	return keys

@@ -117,16 +117,17 @@ func TestConnectionStringsFromEnv(t *testing.T) {
 
 // endpointView is an endpoint with its keys as strings, for test tables.
 type endpointView struct {
-	hosts   []string
-	url     string
-	sources []string
-	keys    []string
+	hosts       []string
+	clientHosts []string
+	url         string
+	sources     []string
+	keys        []string
 }
 
 func viewEndpoints(es []endpoint) []endpointView {
 	var out []endpointView
 	for _, e := range es {
-		v := endpointView{hosts: e.hosts, url: e.url, sources: e.sources}
+		v := endpointView{hosts: e.hosts, clientHosts: e.clientHosts, url: e.url, sources: e.sources}
 		for _, k := range e.keys {
 			v.keys = append(v.keys, string(k))
 		}
@@ -138,35 +139,42 @@ func viewEndpoints(es []endpoint) []endpointView {
 func TestParseEndpoints(t *testing.T) {
 	type ncs = namedConnectionString
 	const host = "fake.service.signalr.net"
+	h := func(hosts ...string) []string { return hosts }
 	tests := []struct {
-		name string
-		in   []ncs
-		want []endpointView
+		name    string
+		service string // default signalr
+		in      []ncs
+		want    []endpointView
 	}{
 		{
 			name: "one",
 			in:   []ncs{{"$AzureSignalRConnectionString", fakeConnString("https://"+host, fakeAccessKey)}},
-			want: []endpointView{{[]string{host}, "https://" + host, []string{"$AzureSignalRConnectionString"}, []string{fakeAccessKey}}},
+			want: []endpointView{{h(host), h(host), "https://" + host, []string{"$AzureSignalRConnectionString"}, []string{fakeAccessKey}}},
 		},
 		{
-			name: "Port is part of the host, and the host as written stays, as current SDKs put it in aud",
+			name: "a port in the Endpoint, as emulators have",
+			in:   []ncs{{"a", fakeConnString("http://127.0.0.1:8888", fakeAccessKey)}},
+			want: []endpointView{{h("127.0.0.1:8888"), h("127.0.0.1:8888"), "http://127.0.0.1:8888", []string{"a"}, []string{fakeAccessKey}}},
+		},
+		{
+			name: "Port is part of the host, and the host as written stays, as SDKs before 2021 put it in aud",
 			in:   []ncs{{"a", fakeConnString("https://"+host, fakeAccessKey, "Port=8443")}},
-			want: []endpointView{{[]string{host + ":8443", host}, "https://" + host + ":8443", []string{"a"}, []string{fakeAccessKey}}},
+			want: []endpointView{{h(host+":8443", host), h(host + ":8443"), "https://" + host + ":8443", []string{"a"}, []string{fakeAccessKey}}},
 		},
 		{
 			name: "the scheme's default Port is left out",
 			in:   []ncs{{"a", fakeConnString("https://"+host, fakeAccessKey, "Port=443")}},
-			want: []endpointView{{[]string{host}, "https://" + host + ":443", []string{"a"}, []string{fakeAccessKey}}},
+			want: []endpointView{{h(host), h(host), "https://" + host + ":443", []string{"a"}, []string{fakeAccessKey}}},
 		},
 		{
-			name: "ClientEndpoint adds a host",
+			name: "ClientEndpoint is where clients go, not an audience",
 			in:   []ncs{{"a", fakeConnString("https://"+host, fakeAccessKey, "ClientEndpoint=https://chat.example.test:4443")}},
-			want: []endpointView{{[]string{host, "chat.example.test:4443"}, "https://" + host, []string{"a"}, []string{fakeAccessKey}}},
+			want: []endpointView{{h(host), h("chat.example.test:4443"), "https://" + host, []string{"a"}, []string{fakeAccessKey}}},
 		},
 		{
 			name: "ServerEndpoint adds none",
 			in:   []ncs{{"a", fakeConnString("https://"+host, fakeAccessKey, "ServerEndpoint=https://internal.example.test")}},
-			want: []endpointView{{[]string{host}, "https://" + host, []string{"a"}, []string{fakeAccessKey}}},
+			want: []endpointView{{h(host), h(host), "https://" + host, []string{"a"}, []string{fakeAccessKey}}},
 		},
 		{
 			name: "primary and secondary key of one endpoint",
@@ -174,7 +182,7 @@ func TestParseEndpoints(t *testing.T) {
 				{"$Azure__SignalR__Endpoints__east__primary", fakeConnString("https://"+host, fakeAccessKey)},
 				{"$Azure__SignalR__Endpoints__east__secondary", fakeConnString("https://"+strings.ToUpper(host)+"/", secondFakeAccessKey)},
 			},
-			want: []endpointView{{[]string{host}, "https://" + host, []string{"$Azure__SignalR__Endpoints__east__primary", "$Azure__SignalR__Endpoints__east__secondary"}, []string{fakeAccessKey, secondFakeAccessKey}}},
+			want: []endpointView{{h(host), h(host), "https://" + host, []string{"$Azure__SignalR__Endpoints__east__primary", "$Azure__SignalR__Endpoints__east__secondary"}, []string{fakeAccessKey, secondFakeAccessKey}}},
 		},
 		{
 			name: "the same key from two sources",
@@ -182,7 +190,7 @@ func TestParseEndpoints(t *testing.T) {
 				{"$AzureSignalRConnectionString", fakeConnString("https://"+host, fakeAccessKey)},
 				{"connection string 1 of the configuration", fakeConnString("https://"+host, fakeAccessKey)},
 			},
-			want: []endpointView{{[]string{host}, "https://" + host, []string{"$AzureSignalRConnectionString"}, []string{fakeAccessKey}}},
+			want: []endpointView{{h(host), h(host), "https://" + host, []string{"$AzureSignalRConnectionString"}, []string{fakeAccessKey}}},
 		},
 		{
 			name: "two endpoints",
@@ -191,8 +199,8 @@ func TestParseEndpoints(t *testing.T) {
 				{"west", fakeConnString("https://fake-west.service.signalr.net", fakeAccessKey)},
 			},
 			want: []endpointView{
-				{[]string{"fake-east.service.signalr.net"}, "https://fake-east.service.signalr.net", []string{"east"}, []string{fakeAccessKey}},
-				{[]string{"fake-west.service.signalr.net"}, "https://fake-west.service.signalr.net", []string{"west"}, []string{fakeAccessKey}},
+				{h("fake-east.service.signalr.net"), h("fake-east.service.signalr.net"), "https://fake-east.service.signalr.net", []string{"east"}, []string{fakeAccessKey}},
+				{h("fake-west.service.signalr.net"), h("fake-west.service.signalr.net"), "https://fake-west.service.signalr.net", []string{"west"}, []string{fakeAccessKey}},
 			},
 		},
 		{
@@ -202,14 +210,21 @@ func TestParseEndpoints(t *testing.T) {
 				{"b", fakeConnString("https://"+host, secondFakeAccessKey, "Port=8443")},
 			},
 			want: []endpointView{
-				{[]string{host}, "https://" + host, []string{"a"}, []string{fakeAccessKey}},
-				{[]string{host + ":8443", host}, "https://" + host + ":8443", []string{"b"}, []string{secondFakeAccessKey}},
+				{h(host), h(host), "https://" + host, []string{"a"}, []string{fakeAccessKey}},
+				{h(host+":8443", host), h(host + ":8443"), "https://" + host + ":8443", []string{"b"}, []string{secondFakeAccessKey}},
 			},
 		},
 		{
-			name: "access key with Microsoft Entra settings too",
-			in:   []ncs{{"a", fakeConnString("https://"+host, fakeAccessKey, "AuthType=aad", "ClientId=00000000-0000-0000-0000-000000000000")}},
-			want: []endpointView{{[]string{host}, "https://" + host, []string{"a"}, []string{fakeAccessKey}}},
+			name:    "Web PubSub: the Endpoint with Port is the audience and where clients go",
+			service: "webpubsub",
+			in:      []ncs{{"$WebPubSubConnectionString", fakeConnString("http://localhost", fakeAccessKey, "Port=8080")}},
+			want:    []endpointView{{h("localhost:8080"), h("localhost:8080"), "http://localhost:8080", []string{"$WebPubSubConnectionString"}, []string{fakeAccessKey}}},
+		},
+		{
+			name:    "Web PubSub: AuthType and ClientEndpoint ignored, as its SDKs ignore them",
+			service: "webpubsub",
+			in:      []ncs{{"a", fakeConnString("https://fake.webpubsub.azure.com", fakeAccessKey, "AuthType=aad", "ClientEndpoint=https://chat.example.test")}},
+			want:    []endpointView{{h("fake.webpubsub.azure.com"), h("fake.webpubsub.azure.com"), "https://fake.webpubsub.azure.com", []string{"a"}, []string{fakeAccessKey}}},
 		},
 		{
 			name: "none",
@@ -219,7 +234,11 @@ func TestParseEndpoints(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseEndpoints(tt.in)
+			service := tt.service
+			if service == "" {
+				service = "signalr"
+			}
+			got, err := parseEndpoints(tt.in, service)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -233,20 +252,40 @@ func TestParseEndpoints(t *testing.T) {
 func TestParseEndpointsErrors(t *testing.T) {
 	type ncs = namedConnectionString
 	good := ncs{"$AzureSignalRConnectionString", fakeConnString("https://fake.service.signalr.net", fakeAccessKey)}
+	const entra = "the app signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; give the app and the sidecar a connection string with AccessKey and without AuthType"
 	tests := []struct {
-		name string
-		in   []ncs
-		want string
+		name    string
+		service string // default signalr
+		in      []ncs
+		want    string
 	}{
 		{
 			name: "Microsoft Entra ID",
 			in:   []ncs{{"$Azure__SignalR__Endpoints__west", "Endpoint=https://fake-west.service.signalr.net;AuthType=azure.msi;ClientId=00000000-0000-0000-0000-000000000000;Version=1.0;"}},
-			want: "$Azure__SignalR__Endpoints__west: AuthType=azure.msi (Microsoft Entra ID) has no AccessKey; the sidecar signs tokens with an access key, so give it a connection string with AccessKey",
+			want: "$Azure__SignalR__Endpoints__west: AuthType=azure.msi: " + entra,
 		},
 		{
 			name: "Microsoft Entra ID, AuthType in another case",
 			in:   []ncs{{"/etc/signalr/cs", "Endpoint=https://fake.service.signalr.net;AuthType=AAD;ClientId=x;ClientSecret=" + fakeAccessKey}},
-			want: "/etc/signalr/cs: AuthType=aad (Microsoft Entra ID) has no AccessKey; the sidecar signs tokens with an access key, so give it a connection string with AccessKey",
+			want: "/etc/signalr/cs: AuthType=aad: " + entra,
+		},
+		{
+			// The SDK never reads the AccessKey then, so every negotiate
+			// would fail: refused at start rather than answered 502.
+			name: "AuthType with an AccessKey",
+			in:   []ncs{{"a", fakeConnString("https://fake.service.signalr.net", fakeAccessKey, "AuthType=aad", "ClientId=00000000-0000-0000-0000-000000000000")}},
+			want: "a: AuthType=aad: the app's SignalR SDK ignores the AccessKey when AuthType is set, and signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; remove AuthType (and ClientId, TenantId, ClientSecret, ClientCert) from the connection string, in the app's setting and here alike",
+		},
+		{
+			name:    "Web PubSub without AccessKey",
+			service: "webpubsub",
+			in:      []ncs{{"$WebPubSubConnectionString", "Endpoint=https://fake.webpubsub.azure.com;AuthType=aad;Version=1.0;"}},
+			want:    "$WebPubSubConnectionString: missing AccessKey: the webpubsub SDKs ignore AuthType and sign client tokens with the AccessKey, so the connection string needs one",
+		},
+		{
+			name: "missing AccessKey, and no word of AuthType",
+			in:   []ncs{{"a", "Endpoint=https://fake.service.signalr.net;Version=1.0;"}},
+			want: "a: connection string: missing AccessKey (expected AccessKey=<key>, the key the app signs client tokens with)",
 		},
 		{
 			name: "malformed",
@@ -266,7 +305,11 @@ func TestParseEndpointsErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := parseEndpoints(tt.in)
+			service := tt.service
+			if service == "" {
+				service = "signalr"
+			}
+			_, err := parseEndpoints(tt.in, service)
 			got := errString(err)
 			if got != tt.want {
 				t.Errorf("error:\n%s\nwant:\n%s", got, tt.want)
@@ -304,7 +347,7 @@ func TestParseEndpointsNeverShowsTheKey(t *testing.T) {
 			"Endpoint=https://fake.service.signalr.net;AccessKey=" + key + ";" + unpadded + "=1;" + unpadded + "=2",
 		} {
 			source := "$Azure__SignalR__Endpoints__case" + string(rune('a'+i))
-			_, err := parseEndpoints([]namedConnectionString{{source: source, value: cs}})
+			_, err := parseEndpoints([]namedConnectionString{{source: source, value: cs}}, "signalr")
 			if err == nil {
 				t.Errorf("%s: no error", source)
 				continue

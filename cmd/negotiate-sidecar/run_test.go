@@ -344,7 +344,7 @@ func TestConfigurationErrors(t *testing.T) {
 		{"alg none", append([]string{"--algorithms", "RS256,none"}, good...), nil, []string{`algorithm "none" is not accepted`}},
 		{"issuer not a URL, for discovery", append(good, "--issuer", "corp-idp"), nil, []string{`issuer "corp-idp" must be an absolute https URL`}},
 		{"http JWKS URL", append(good, "--jwks-url", "http://idp.test/keys"), nil, []string{`JWKS URL "http://idp.test/keys" uses plain http`, "insecure_http: true"}},
-		{"entra connection string", append(good[:6:6], "--connection-string", "Endpoint=https://x.service.signalr.net;AuthType=azure.msi;ClientId=abc"), nil, []string{"has no AccessKey"}},
+		{"entra connection string", append(good[:6:6], "--connection-string", "Endpoint=https://x.service.signalr.net;AuthType=azure.msi;ClientId=abc"), nil, []string{"AuthType=azure.msi: the app signs client tokens with a key it fetches through Microsoft Entra ID"}},
 		{"broken connection string", append(good[:6:6], "--connection-string", "AccessKey="+key), nil, []string{"Endpoint"}},
 		{"bad negotiate path", append([]string{"--negotiate-path", "api/negotiate"}, good...), nil, []string{"must start with /"}},
 		{"stray argument", append([]string{"serve"}, good...), nil, []string{`unexpected argument "serve"`}},
@@ -514,5 +514,54 @@ func TestWebPubSub(t *testing.T) {
 	}
 	if out.URL != base+"?access_token="+out.AccessToken || out.BaseURL != base {
 		t.Errorf("url %q does not carry the rewritten token", out.URL)
+	}
+}
+
+// TestTokenLengthLimitPerService runs the sidecar for Web PubSub with a
+// token carrying many groups: longer than SignalR's 4096 characters, it
+// passes by default, and --max-token-length (here from the environment)
+// sets a lower limit.
+func TestTokenLengthLimitPerService(t *testing.T) {
+	idp := newTestIDP(t)
+	const key = "d2VicHVic3ViLWFjY2Vzcy1rZXktZm9yLXRoZS10ZXN0LTAy"
+	const base = "wss://pubsub.webpubsub.azure.com/client/hubs/chat"
+	var groups []string
+	for i := range 150 {
+		groups = append(groups, fmt.Sprintf("webpubsub.joinLeaveGroup.room-%03d", i))
+	}
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"aud": "https://pubsub.webpubsub.azure.com/client/hubs/chat", "exp": time.Now().Add(time.Hour).Unix(),
+			"role": groups,
+		}).SignedString([]byte(key))
+		fmt.Fprintf(w, `{"token":%q,"baseUrl":%q,"url":%q}`, tok, base, base+"?access_token="+tok)
+	}))
+	defer app.Close()
+	for _, tt := range []struct {
+		limit string
+		want  int
+	}{{"", 200}, {"5000", 502}} {
+		t.Run("limit "+tt.limit, func(t *testing.T) {
+			env := map[string]string{
+				"WebPubSubConnectionString":          "Endpoint=https://pubsub.webpubsub.azure.com;AccessKey=" + key + ";Version=1.0;",
+				"NEGOTIATE_SIDECAR_MAX_TOKEN_LENGTH": tt.limit,
+			}
+			r := startRun(t, env, "--service", "webpubsub", "--upstream", app.URL, "--issuer", idp.URL, "--audience", "api://app")
+			waitStatus(t, r.admin+"/readyz", 200)
+			code, body := negotiate(t, r.proxy+"/api/negotiate", idp.mint(t, "pubsub-user"))
+			if code != tt.want {
+				t.Fatalf("negotiate: %d %s, want %d", code, body, tt.want)
+			}
+			if code != 200 {
+				return
+			}
+			var out struct{ Token string }
+			if err := json.Unmarshal([]byte(body), &out); err != nil {
+				t.Fatal(err)
+			}
+			if len(out.Token) <= 4096 {
+				t.Fatalf("the token has %d characters; the test needs one over SignalR's limit", len(out.Token))
+			}
+		})
 	}
 }

@@ -57,21 +57,18 @@ func buildRuntime(s settings, env environment, d deps) (*runtime, error) {
 	if err != nil {
 		problems = append(problems, err)
 	}
-	endpoints, err := parseEndpoints(css)
+	endpoints, err := parseEndpoints(css, s.Service)
 	if err != nil {
 		problems = append(problems, err)
 	}
-	format := rewrite.SignalR
-	if s.Service == "webpubsub" {
-		format = rewrite.WebPubSub
-	}
 	var rw *rewrite.Rewriter
 	if len(problems) == 0 {
-		rw, err = rewrite.New(format, rewriteKeys(endpoints), rewrite.Options{
+		rw, err = rewrite.New(formatOf(s.Service), rewriteKeys(endpoints), rewrite.Options{
 			ForwardClaims:       s.Tokens.ForwardClaims,
 			MaxTokenLifetime:    s.Tokens.MaxTokenLifetime,
 			BindToCallerExpiry:  s.Tokens.BindToCallerExpiry,
 			CloseOnCallerExpiry: s.Tokens.CloseOnCallerExpiry,
+			MaxTokenLength:      s.Tokens.MaxTokenLength,
 		})
 		if err != nil {
 			problems = append(problems, err)

@@ -5,12 +5,14 @@
 // "{headers.x-ms-client-principal-id}": the JSON text
 //   {"url":"<service>/client/?hub=<hub>","accessToken":"<jwt>"}
 // served as text/plain;charset=UTF-8, where the JWT is HS256-signed with the
-// AccessKey and carries asrs.s.uid only when the request had the header.
+// AccessKey, its aud built as the SDK builds it (without the service's
+// port, which the url keeps), and carries asrs.s.uid only when the request
+// had the header.
 //
 // It records every request it receives, so a test can assert what the app saw.
 
 import http from "node:http";
-import { base64url, hs256 } from "./stand-in-service.js";
+import { base64url, hs256, signalRAudience } from "./stand-in-service.js";
 
 // The header the SignalR extension writes, byte for byte.
 export const TOKEN_HEADER_JSON = '{"alg":"HS256","typ":"JWT","kid":"-1895682698"}';
@@ -58,7 +60,7 @@ export async function startFunctionsStandIn({ serviceEndpoint, accessKey }) {
     const url = `${serviceEndpoint}/client/?hub=${hub}`;
     const accessToken = mintServiceToken({
       accessKey,
-      audience: url,
+      audience: signalRAudience(serviceEndpoint, hub),
       userId: state.userIdFrom(req.headers),
     });
     state.issued.push({ hub, url, accessToken });

@@ -4,7 +4,9 @@
 // Client tokens are checked the way Azure SignalR Service checks them:
 //   - HS256, signed with the AccessKey (the UTF-8 bytes of the key string,
 //     not its base64 decoding),
-//   - aud must equal http://127.0.0.1:<port>/client/?hub=<hub lowercased>,
+//   - aud must equal http://127.0.0.1/client/?hub=<hub lowercased>: the
+//     SDK builds it from the endpoint's scheme and host, never its port,
+//     although the service listens on one,
 //   - exp must be in the future.
 // Anything else gets 401.
 //
@@ -29,6 +31,16 @@ export function hs256(signingInput, accessKey) {
     .createHmac("sha256", Buffer.from(accessKey, "utf8"))
     .update(signingInput)
     .digest("base64url");
+}
+
+// The aud the Azure SignalR SDK writes for an endpoint: scheme and host
+// only, whatever the port (Azure/azure-signalr,
+// src/Microsoft.Azure.SignalR.Common/Endpoints/ServiceEndpoint.cs,
+// BuildAudienceBaseUrlEndWithSlash, and
+// src/Microsoft.Azure.SignalR/EndpointProvider/DefaultServiceEndpointGenerator.cs).
+export function signalRAudience(endpoint, hub) {
+  const u = new URL(endpoint);
+  return `${u.protocol}//${u.hostname}/client/?hub=${hub.toLowerCase()}`;
 }
 
 export function decodeJwt(token) {
@@ -87,7 +99,7 @@ export async function startServiceStandIn({ accessKey }) {
   const wss = new WebSocketServer({ noServer: true });
 
   const endpoint = () => `http://127.0.0.1:${server.address().port}`;
-  const audience = (hub) => `${endpoint()}/client/?hub=${hub.toLowerCase()}`;
+  const audience = (hub) => signalRAudience(endpoint(), hub);
 
   // Checks the hub and the token of a request; returns the payload or null.
   function authorize(kind, req, url) {

@@ -3,9 +3,12 @@
 
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
-import { after, before, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import { WebSocket } from "ws";
 import { connectAndWhoami } from "./hub-client.js";
+import { SHAPES, startWebPubSubAppStandIn } from "./stand-in-webpubsub-app.js";
+import { startWebPubSubStandIn } from "./stand-in-webpubsub-service.js";
+import { connectAndWhoami as connectToPubSub } from "./webpubsub-client.js";
 import { mintServiceToken, startFunctionsStandIn, TOKEN_HEADER_JSON } from "./stand-in-functions.js";
 import { decodeJwt, hs256, startServiceStandIn, verifyClientToken } from "./stand-in-service.js";
 
@@ -56,6 +59,9 @@ test("functions stand-in answers like the v4 programming model", async () => {
   const body = JSON.parse(await res.text());
   assert.deepEqual(Object.keys(body), ["url", "accessToken"]);
   assert.equal(body.url, `${service.endpoint}/client/?hub=chat`);
+  assert.match(service.endpoint, /^http:\/\/127\.0\.0\.1:\d+$/);
+  // As the SDK writes it: the url keeps the port, aud has none.
+  assert.equal(decodeJwt(body.accessToken).payload.aud, "http://127.0.0.1/client/?hub=chat");
   assert.equal(decodeJwt(body.accessToken).payload["asrs.s.uid"], "bob");
   assert.equal(functions.state.lastRequest.headers["x-ms-client-principal-id"], "bob");
 });
@@ -114,4 +120,88 @@ test("service WebSocket: token in Authorization header or access_token, checked 
   assert.equal((await open(`id=unknown&access_token=${good}`)).status, 404);
   const browserStyle = await open(`id=${await negotiate()}&access_token=${encodeURIComponent(good)}`);
   assert.deepEqual(browserStyle.records, [{}, { type: 1, target: "whoami", arguments: ["carol"] }]);
+});
+
+// ------------------------------------------------------------- Web PubSub
+
+describe("Web PubSub stand-ins", () => {
+  const pubSubKey = crypto.randomBytes(32).toString("base64");
+  let pubsub;
+  let app;
+
+  before(async () => {
+    pubsub = await startWebPubSubStandIn({ accessKey: pubSubKey });
+    app = await startWebPubSubAppStandIn({
+      connectionString: `Endpoint=${pubsub.endpoint};AccessKey=${pubSubKey};Version=1.0;`,
+      hub: "chat",
+    });
+  });
+
+  after(async () => {
+    await app?.close();
+    await pubsub?.close();
+  });
+
+  const negotiate = async (shape, headers = {}) => {
+    const res = await fetch(`${app.origin}/api/negotiate?shape=${shape}`, { method: "POST", headers });
+    assert.equal(res.status, 200);
+    return JSON.parse(await res.text());
+  };
+
+  test("the app's tokens come from @azure/web-pubsub, signed locally: the service hears nothing", async () => {
+    const fields = { binding: ["baseUrl", "url", "accessToken"], sdk: ["token", "baseUrl", "url"], url: ["url"], isolated: ["baseUrl", "url", "AccessToken"] };
+    const audience = pubsub.audience("chat");
+    // The SDK keeps the Endpoint's port in aud.
+    assert.match(audience, /^http:\/\/127\.0\.0\.1:\d+\/client\/hubs\/chat$/);
+    for (const shape of SHAPES) {
+      const body = await negotiate(shape, { "x-ms-client-principal-id": "bob" });
+      assert.deepEqual(Object.keys(body), fields[shape], shape);
+      const token = new URL(body.url).searchParams.get("access_token");
+      for (const copy of [body.token, body.accessToken, body.AccessToken]) if (copy !== undefined) assert.equal(copy, token, shape);
+      if (body.baseUrl !== undefined) assert.equal(body.url, `${body.baseUrl}?access_token=${token}`, shape);
+      assert.equal(new URL(body.url).origin, pubsub.endpoint.replace(/^http/, "ws"), shape);
+      const { header, payload } = decodeJwt(token);
+      assert.deepEqual(header, { alg: "HS256", typ: "JWT" });
+      // jsonwebtoken appends iat, exp, aud and sub to the SDK's payload.
+      assert.deepEqual(Object.keys(payload), ["role", "webpubsub.group", "iat", "exp", "aud", "sub"]);
+      assert.equal(payload.sub, "bob");
+      assert.equal(verifyClientToken(token, { accessKey: pubSubKey, audience }).ok, true, shape);
+    }
+    assert.deepEqual(pubsub.state.requests, [], "getClientAccessToken called the service");
+  });
+
+  test("the real Web PubSub client connects with each shape's url straight to the service", async () => {
+    for (const shape of SHAPES) {
+      const bob = await connectToPubSub(async () => (await negotiate(shape, { "x-ms-client-principal-id": "bob" })).url);
+      assert.equal(bob, "bob", shape);
+      assert.equal(await connectToPubSub(async () => (await negotiate(shape)).url), null, shape);
+    }
+    assert.ok(pubsub.state.accepted.every((a) => a.protocol === "json.webpubsub.azure.v1" && a.hub === "chat"));
+  });
+
+  test("the Web PubSub service refuses what the service refuses", async () => {
+    const { url } = await negotiate("url", { "x-ms-client-principal-id": "carol" });
+    const good = new URL(url).searchParams.get("access_token");
+    const [h, p] = good.split(".");
+    const { payload } = decodeJwt(good);
+    const sign = (claims, key = pubSubKey) => {
+      const body = Buffer.from(JSON.stringify(claims)).toString("base64url");
+      return `${h}.${body}.${hs256(`${h}.${body}`, key)}`;
+    };
+    const bad = {
+      "another key": sign(payload, crypto.randomBytes(32).toString("base64")),
+      "the key used as base64": `${h}.${p}.${crypto.createHmac("sha256", Buffer.from(pubSubKey, "base64")).update(`${h}.${p}`).digest("base64url")}`,
+      "aud without the port": sign({ ...payload, aud: "http://127.0.0.1/client/hubs/chat" }),
+      "another hub": sign({ ...payload, aud: pubsub.audience("other") }),
+      expired: sign({ ...payload, exp: Math.floor(Date.now() / 1000) - 60 }),
+      tampered: `${h}.${Buffer.from(JSON.stringify({ ...payload, sub: "eve" })).toString("base64url")}.${good.split(".")[2]}`,
+    };
+    const base = url.slice(0, url.indexOf("?"));
+    for (const [name, token] of Object.entries(bad)) {
+      await assert.rejects(connectToPubSub(() => `${base}?access_token=${token}`), name);
+    }
+    assert.equal(await connectToPubSub(() => `${base}?access_token=${good}`), "carol");
+    const { sub: _sub, ...anonymous } = payload;
+    assert.equal(await connectToPubSub(() => `${base}?access_token=${sign(anonymous)}`), null);
+  });
 });
