@@ -232,6 +232,8 @@ before(
       "--audience", AUDIENCE,
       "--connection-string", `Endpoint=${service.endpoint};AccessKey=${accessKey};Version=1.0;`,
       "--log-level", "debug",
+      // Shorter than the default 5 s, which stopSidecar would not wait out; still a real delay.
+      "--shutdown-delay", "1s",
     ]);
     try {
       await sidecar.ready;
