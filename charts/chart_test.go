@@ -159,6 +159,7 @@ func checkWorkload(t *testing.T, o objects, v chartutil.Values) {
 	app := findContainer(t, pod.Spec.Containers, str(t, v, "functions.name"))
 	checkSidecar(t, pod.Spec, sidecar, v)
 	checkSharedSecret(t, sidecar, app, v)
+	checkShutdown(t, pod.Spec, sidecar, app, v)
 	if psc := pod.Spec.SecurityContext; psc == nil || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		t.Errorf("pod seccomp profile is not RuntimeDefault: %+v", psc)
 	}
@@ -748,6 +749,10 @@ func TestChartSchemaRejectsBadValues(t *testing.T) {
 		{"disruption budget", "podDisruptionBudget:\n  minAvailable: half", "minAvailable"},
 		{"probe with its own handler", "sidecar:\n  livenessProbe:\n    httpGet:\n      path: /", "httpGet"},
 		{"duration", "sidecar:\n  shutdownTimeout: 15", "shutdownTimeout"},
+		{"delay without a unit", "sidecar:\n  shutdownDelay: \"5\"", "shutdownDelay"},
+		{"no connections", "sidecar:\n  maxConnections: 0", "maxConnections"},
+		{"negative grace period", "terminationGracePeriodSeconds: -1", "terminationGracePeriodSeconds"},
+		{"lifecycle as a list", "functions:\n  lifecycle: []", "lifecycle"},
 		{"negotiate path", "sidecar:\n  negotiatePaths: [api/negotiate]", "negotiatePaths"},
 	}
 	for _, tc := range cases {
@@ -786,6 +791,10 @@ func TestChartRefusesIncompleteValues(t *testing.T) {
 		{"same ports", "functions:\n  port: 8080", kubeVersion, "functions.port 8080 is also a port of the sidecar"},
 		{"admin port is proxy port", "sidecar:\n  adminPort: 8080", kubeVersion, "sidecar.port and sidecar.adminPort must differ"},
 		{"zero shutdown timeout", "sidecar:\n  shutdownTimeout: 0s", kubeVersion, "sidecar.shutdownTimeout must be positive"},
+		{"grace period shorter than the shutdown", "terminationGracePeriodSeconds: 19", kubeVersion,
+			"terminationGracePeriodSeconds 19 is shorter than the shutdown needs, 20s (the shutdown delay 5s plus the timeout 15s)"},
+		{"grace period shorter than a native sidecar's shutdown", "nativeSidecar: true\nterminationGracePeriodSeconds: 20", kubeVersion,
+			"terminationGracePeriodSeconds 20 is shorter than the shutdown needs, 25s"},
 		{"native sidecar on 1.28", "nativeSidecar: true", "v1.28.9", "nativeSidecar needs Kubernetes 1.29 or later"},
 		{"autoscaling without target", "autoscaling:\n  enabled: true\n  targetCPUUtilizationPercentage: null", kubeVersion, "autoscaling needs"},
 	}
@@ -853,6 +862,7 @@ func TestChartIncludedByParent(t *testing.T) {
 			checkSidecar(t, pod.Spec, c, v)
 			app := findContainer(t, pod.Spec.Containers, "chat")
 			checkSharedSecret(t, c, app, v)
+			checkShutdown(t, pod.Spec, c, app, v)
 			checkConfigMap(t, o, v)
 			cm := o.configMaps[0]
 			var vol *corev1.Volume

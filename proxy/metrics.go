@@ -24,7 +24,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		negotiates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "negotiate_sidecar_negotiate_requests_total",
-			Help: "Negotiate requests by outcome (rewritten, preflight, unauthenticated, not_ready, upstream_status, rewrite_failed, upstream_unreachable, upstream_timeout, client_gone).",
+			Help: "Negotiate requests by outcome (rewritten, preflight, unauthenticated, not_ready, upstream_status, rewrite_failed, upstream_unreachable, upstream_timeout, client_gone, request_too_large, request_timeout).",
 		}, []string{"outcome"}),
 		upstreamS: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "negotiate_sidecar_upstream_duration_seconds",

@@ -39,7 +39,9 @@ type settings struct {
 	NegotiateTimeout time.Duration `yaml:"negotiate_timeout"`
 	LogLevel         string        `yaml:"log_level"`
 	LogFormat        string        `yaml:"log_format"`
+	ShutdownDelay    time.Duration `yaml:"shutdown_delay"`
 	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout"`
+	MaxConnections   int           `yaml:"max_connections"`
 	ReloadInterval   time.Duration `yaml:"reload_interval"`
 	TokenCacheSize   int           `yaml:"token_cache_size"`
 
@@ -96,7 +98,24 @@ const (
 	defaultReloadInterval  = 2 * time.Second
 	// defaultTokenCacheSize holds the tokens of a few thousand active
 	// callers in at most 8 MiB (auth.EntryBudget each).
-	defaultTokenCacheSize = 4096
+	defaultTokenCacheSize  = 4096
+	defaultShutdownTimeout = 15 * time.Second
+	// defaultShutdownDelay covers how long Kubernetes usually takes to
+	// take a terminating pod out of its Services' endpoints and to have
+	// every node's kube-proxy (or an ingress controller) act on it: a few
+	// seconds.
+	defaultShutdownDelay = 5 * time.Second
+	// defaultMaxConnections bounds the memory and file descriptors clients
+	// can make the proxy hold. An idle connection costs the proxy some 10
+	// to 20 KiB, and one whose request is being proxied some 45 KiB with
+	// its connection to the app (measured with net/http on Go 1.26), so
+	// 2048 busy connections fit in about 90 MiB, within the chart's default
+	// memory limit of 128 MiB. Idle keep-alive connections are closed to
+	// make room when the limit is reached, so in practice it counts busy
+	// connections, and 2048 requests at once are far more than a Functions
+	// host answers.
+	defaultMaxConnections = 2048
+	maxMaxConnections     = 1 << 20
 )
 
 func defaultSettings() settings {
@@ -108,7 +127,9 @@ func defaultSettings() settings {
 		NegotiateTimeout: proxy.DefaultNegotiateTimeout,
 		LogLevel:         "info",
 		LogFormat:        "json",
-		ShutdownTimeout:  15 * time.Second,
+		ShutdownDelay:    defaultShutdownDelay,
+		ShutdownTimeout:  defaultShutdownTimeout,
+		MaxConnections:   defaultMaxConnections,
 		ReloadInterval:   defaultReloadInterval,
 		TokenCacheSize:   defaultTokenCacheSize,
 	}
@@ -174,10 +195,12 @@ func newFlagSet(name string, v *flagValues, check bool, stderr io.Writer) *flag.
 	fs.StringVar(&v.s.Service, "service", "signalr", "token format: signalr (asrs.s.uid) or webpubsub (sub, token also in url)")
 	fs.Var(listFlag{&v.s.NegotiatePaths}, "negotiate-path", "path `pattern` whose responses are rewritten, such as /api/*/negotiate (repeatable; default: any path ending in /negotiate)")
 	fs.Int64Var(&v.s.MaxBodyBytes, "max-body-bytes", proxy.DefaultMaxBodyBytes, "largest negotiate response body read, in `bytes`")
-	fs.DurationVar(&v.s.NegotiateTimeout, "negotiate-timeout", proxy.DefaultNegotiateTimeout, "how long the app may take to answer a negotiate before the caller gets 504")
+	fs.DurationVar(&v.s.NegotiateTimeout, "negotiate-timeout", proxy.DefaultNegotiateTimeout, "how long the app may take to answer a negotiate before the caller gets 504, and the caller to send a negotiate's body before it gets 408")
+	fs.IntVar(&v.s.MaxConnections, "max-connections", defaultMaxConnections, "most client `connections` the proxy holds open at once; when all are taken, idle ones are closed and new ones wait")
 	fs.StringVar(&v.s.LogLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&v.s.LogFormat, "log-format", "json", "log `format`: json or console")
-	fs.DurationVar(&v.s.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish after SIGTERM")
+	fs.DurationVar(&v.s.ShutdownDelay, "shutdown-delay", defaultShutdownDelay, "after SIGTERM, how long the proxy keeps accepting and serving, with readiness 503, while Kubernetes updates the endpoints (0: stop accepting at once)")
+	fs.DurationVar(&v.s.ShutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "after the shutdown delay, how long in-flight requests may take to finish")
 	fs.DurationVar(&v.s.ReloadInterval, "reload-interval", defaultReloadInterval, "how often the configuration and connection string files are checked for changes")
 	fs.IntVar(&v.s.TokenCacheSize, "token-cache-size", defaultTokenCacheSize, "verified caller tokens remembered until they expire, so a repeated token skips the signature check (0: off)")
 
@@ -353,6 +376,10 @@ func (v *flagValues) apply(s *settings, name string) {
 		s.LogLevel = v.s.LogLevel
 	case "log-format":
 		s.LogFormat = v.s.LogFormat
+	case "max-connections":
+		s.MaxConnections = v.s.MaxConnections
+	case "shutdown-delay":
+		s.ShutdownDelay = v.s.ShutdownDelay
 	case "shutdown-timeout":
 		s.ShutdownTimeout = v.s.ShutdownTimeout
 	case "reload-interval":
@@ -494,6 +521,12 @@ func (s *settings) validate() []error {
 	}
 	if _, err := parseLevel(s.LogLevel); err != nil {
 		problems = append(problems, err)
+	}
+	if s.MaxConnections < 1 || s.MaxConnections > maxMaxConnections {
+		add("max connections %d: choose from 1 to %d", s.MaxConnections, maxMaxConnections)
+	}
+	if s.ShutdownDelay < 0 {
+		add("shutdown delay %s must not be negative", s.ShutdownDelay)
 	}
 	if s.ShutdownTimeout <= 0 {
 		add("shutdown timeout %s must be positive", s.ShutdownTimeout)

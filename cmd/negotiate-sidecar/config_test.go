@@ -66,7 +66,9 @@ func TestLoadSettingsValidFull(t *testing.T) {
 		NegotiateTimeout: 10 * time.Second,
 		LogLevel:         "debug",
 		LogFormat:        "console",
+		ShutdownDelay:    7 * time.Second,
 		ShutdownTimeout:  25 * time.Second,
+		MaxConnections:   100,
 		ReloadInterval:   5 * time.Second,
 		TokenCacheSize:   1000,
 		Providers: []providerSettings{
@@ -180,7 +182,9 @@ func TestLoadSettingsDefaults(t *testing.T) {
 		NegotiateTimeout: proxy.DefaultNegotiateTimeout,
 		LogLevel:         "info",
 		LogFormat:        "json",
+		ShutdownDelay:    5 * time.Second,
 		ShutdownTimeout:  15 * time.Second,
+		MaxConnections:   2048,
 		ReloadInterval:   2 * time.Second,
 		TokenCacheSize:   4096,
 		Providers: []providerSettings{{
@@ -272,6 +276,29 @@ func TestLoadSettingsPrecedence(t *testing.T) {
 			env:   map[string]string{"NEGOTIATE_SIDECAR_SHUTDOWN_TIMEOUT": "40s"},
 			args:  []string{"--config", file},
 			check: func(s settings) (any, any) { return s.ShutdownTimeout, 40 * time.Second },
+		},
+		{
+			name:  "shutdown delay from environment over file",
+			env:   map[string]string{"NEGOTIATE_SIDECAR_SHUTDOWN_DELAY": "20s"},
+			args:  []string{"--config", file},
+			check: func(s settings) (any, any) { return s.ShutdownDelay, 20 * time.Second },
+		},
+		{
+			name:  "a shutdown delay of 0 is a choice",
+			args:  []string{"--config", file, "--shutdown-delay", "0s"},
+			check: func(s settings) (any, any) { return s.ShutdownDelay, time.Duration(0) },
+		},
+		{
+			name:  "max connections from environment over file",
+			env:   map[string]string{"NEGOTIATE_SIDECAR_MAX_CONNECTIONS": "5000"},
+			args:  []string{"--config", file},
+			check: func(s settings) (any, any) { return s.MaxConnections, 5000 },
+		},
+		{
+			name:  "max connections flag over environment",
+			env:   map[string]string{"NEGOTIATE_SIDECAR_MAX_CONNECTIONS": "5000"},
+			args:  []string{"--config", file, "--max-connections", "10"},
+			check: func(s settings) (any, any) { return s.MaxConnections, 10 },
 		},
 		{
 			name:  "boolean from environment over file",
@@ -539,7 +566,7 @@ func TestLoadSettingsInvalidFiles(t *testing.T) {
 		"invalid-max-body-bytes.yml":                "max_body_bytes 100: choose from 1024 to 16777216",
 		"invalid-token-cache-size.yml":              "token cache size -1: choose from 0 (off) to 1000000 tokens",
 		"invalid-log.yml":                           "log format \"text\": choose json or console\nlog level \"verbose\": choose debug, info, warn or error",
-		"invalid-timeouts.yml":                      "shutdown timeout 0s must be positive\nreload interval 10ms: choose at least 100ms\nmax token lifetime -1m0s must not be negative",
+		"invalid-timeouts.yml":                      "max connections 0: choose from 1 to 1048576\nshutdown delay -1s must not be negative\nshutdown timeout 0s must be positive\nreload interval 10ms: choose at least 100ms\nmax token lifetime -1m0s must not be negative",
 		"invalid-forward-claims.yml":                "forward_claims: a claim name is empty",
 		"invalid-max-token-length.yml":              "max token length 8192: choose 0 (the service's limit) or from 512 to 4096 for signalr",
 		"invalid-connection-string.yml":             "connection string 1 of the configuration: connection string: missing Endpoint (expected Endpoint=https://<name>.service.signalr.net;AccessKey=...)",

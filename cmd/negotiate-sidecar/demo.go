@@ -70,6 +70,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Upstream = fnURL
 	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.ShutdownDelay = 0 // nothing routes to the demo: stop at once
 	cfg.Providers = []providerSettings{{Name: "demo", Issuer: idpURL, Audiences: []string{"api://demo"}, Leeway: &leeway}}
 	cfg.SignalR.ConnectionStrings = []string{"Endpoint=https://demo.service.signalr.net;AccessKey=" + demoAccessKey + ";Version=1.0;"}
 	if errs := cfg.validate(); len(errs) > 0 {

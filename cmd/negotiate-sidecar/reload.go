@@ -141,6 +141,8 @@ func warnRestartNeeded(log *zap.Logger, old, s settings) {
 		{"listen", old.Listen, s.Listen},
 		{"admin_listen", old.AdminListen, s.AdminListen},
 		{"log_format", old.LogFormat, s.LogFormat},
+		{"max_connections", old.MaxConnections, s.MaxConnections},
+		{"shutdown_delay", old.ShutdownDelay, s.ShutdownDelay},
 		{"shutdown_timeout", old.ShutdownTimeout, s.ShutdownTimeout},
 		{"reload_interval", old.ReloadInterval, s.ReloadInterval},
 		{"token_cache_size", old.TokenCacheSize, s.TokenCacheSize},

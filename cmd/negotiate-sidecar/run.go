@@ -8,7 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,7 +57,15 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	sc.hurry = notifyShutdownSignals
 	return sc.wait()
+}
+
+// notifyShutdownSignals relays the shutdown signals that arrive from now on.
+func notifyShutdownSignals() (<-chan os.Signal, func()) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, shutdownSignals()...)
+	return c, func() { signal.Stop(c) }
 }
 
 // indent puts each joined error on its own indented line.
@@ -65,17 +76,29 @@ func indent(err error) error {
 
 // sidecar is a started proxy and admin server.
 type sidecar struct {
-	log        *zap.Logger
-	cur        *current
-	proxyAddr  net.Addr
-	adminAddr  net.Addr
-	proxySrv   *http.Server
-	adminSrv   *http.Server
-	draining   atomic.Bool
-	errc       chan error
-	ctx        context.Context
-	cancelBG   context.CancelFunc
-	shutdownIn time.Duration
+	log       *zap.Logger
+	cur       *current
+	pool      *keyPool
+	proxyAddr net.Addr
+	adminAddr net.Addr
+	proxyLn   net.Listener
+	adminLn   net.Listener
+	proxySrv  *http.Server
+	adminSrv  *http.Server
+	draining  atomic.Bool
+	errc      chan error // a server that stopped serving on its own
+	ctx       context.Context
+	cancelBG  context.CancelFunc
+	running   sync.WaitGroup // the servers' and the reloader's goroutines
+	delay     time.Duration
+	timeout   time.Duration
+	// hurry, if set, is called when shutdown begins; a signal on the
+	// channel it returns cuts the shutdown delay short. The function it
+	// also returns stops the relaying.
+	hurry func() (<-chan os.Signal, func())
+
+	keepAliveMu sync.Mutex   // orders shedIdle and the shutdown's turning keep-alives off
+	lastFullLog atomic.Int64 // when the connection limit was last logged, in Unix nanoseconds
 }
 
 // start builds the sidecar from s, opens both listeners and serves until ctx
@@ -103,6 +126,11 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 		transport: proxy.NewTransport(),
 		pool:      newKeyPool(bg, log, &http.Client{Timeout: 10 * time.Second}, m.keyFetch),
 	}
+	defer func() {
+		if !ok {
+			d.pool.close()
+		}
+	}()
 	rt, err := buildRuntime(s, env, d)
 	if err != nil {
 		return nil, fmt.Errorf("configuration:\n%w", indent(err))
@@ -120,15 +148,19 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 	}
 
 	sc := &sidecar{
-		log:        log,
-		cur:        cur,
-		proxyAddr:  proxyLn.Addr(),
-		adminAddr:  adminLn.Addr(),
-		errc:       make(chan error, 2),
-		ctx:        ctx,
-		cancelBG:   cancelBG,
-		shutdownIn: s.ShutdownTimeout,
+		log:       log,
+		cur:       cur,
+		pool:      d.pool,
+		proxyAddr: proxyLn.Addr(),
+		adminAddr: adminLn.Addr(),
+		adminLn:   adminLn,
+		errc:      make(chan error, 2),
+		ctx:       ctx,
+		cancelBG:  cancelBG,
+		delay:     s.ShutdownDelay,
+		timeout:   s.ShutdownTimeout,
 	}
+	sc.proxyLn = proxy.LimitListener(proxyLn, s.MaxConnections, func() { sc.shedIdle(s.MaxConnections) })
 	ready := func() error {
 		if sc.draining.Load() {
 			return errors.New("shutting down")
@@ -138,22 +170,29 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 	sc.proxySrv = &http.Server{
 		Handler:           cur,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
-		BaseContext:       func(net.Listener) context.Context { return bg },
+		// No ReadTimeout or WriteTimeout: other routes may stream for as
+		// long as they like. Negotiate bodies are bounded per request.
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       zap.NewStdLog(log.Named("http")),
+		BaseContext:    func(net.Listener) context.Context { return bg },
 	}
+	// Probes and scrapes are short requests with short answers.
 	sc.adminSrv = &http.Server{
 		Handler:           adminHandler(reg, ready),
 		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       time.Minute,
 		ErrorLog:          zap.NewStdLog(log.Named("admin")),
 	}
 
 	rl := &reloader{args: args, env: env, deps: d, cur: cur, level: level, every: s.ReloadInterval,
 		seen: fingerprint(watched(s)), onDone: m.reload, settle: 10 * time.Second}
-	go rl.run(bg)
-	go sc.serve(sc.proxySrv, proxyLn, "proxy")
-	go sc.serve(sc.adminSrv, adminLn, "admin")
+	sc.running.Add(3)
+	go func() { defer sc.running.Done(); rl.run(bg) }()
+	go sc.serve(sc.proxySrv, sc.proxyLn, "proxy")
+	go sc.serve(sc.adminSrv, sc.adminLn, "admin")
 	log.Info("started",
 		zap.String("version", version),
 		zap.String("upstream", s.Upstream),
@@ -161,6 +200,7 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 		zap.Strings("providers", rt.authn.Providers()),
 		zap.Strings("endpoints", endpointSummary(rt.endpoints)),
 		zap.String("config", s.configFile),
+		zap.Int("max_connections", s.MaxConnections),
 	)
 	ok = true
 	return sc, nil
@@ -176,38 +216,122 @@ func endpointSummary(es []endpoint) []string {
 }
 
 func (sc *sidecar) serve(srv *http.Server, ln net.Listener, name string) {
+	defer sc.running.Done()
 	sc.log.Info("listening", zap.String("listener", name), zap.String("addr", ln.Addr().String()))
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		sc.errc <- fmt.Errorf("%s server: %w", name, err)
 	}
 }
 
-// wait serves until the start context ends, then shuts down in order:
-// readiness turns 503 so that no new traffic is sent, in-flight requests
-// finish within the shutdown timeout, and the admin server goes last so
-// probes keep answering while the proxy drains.
-func (sc *sidecar) wait() error {
-	defer sc.cancelBG()
-	select {
-	case err := <-sc.errc:
-		return err
-	case <-sc.ctx.Done():
+// shedIdle closes the proxy's idle keep-alive connections, to make room
+// when all max connections are taken. Turning keep-alives off is the
+// server's one way to do that; they are turned on again at once, unless
+// shutdown has turned them off for good.
+func (sc *sidecar) shedIdle(max int) {
+	sc.keepAliveMu.Lock()
+	sc.proxySrv.SetKeepAlivesEnabled(false)
+	if !sc.draining.Load() {
+		sc.proxySrv.SetKeepAlivesEnabled(true)
 	}
+	sc.keepAliveMu.Unlock()
+	// While the limit holds this is called several times a second; once a
+	// minute in the log says enough.
+	now := time.Now().UnixNano()
+	if last := sc.lastFullLog.Load(); now-last > int64(time.Minute) && sc.lastFullLog.CompareAndSwap(last, now) {
+		sc.log.Warn("connection limit reached: idle connections closed, new connections wait for one to close", zap.Int("max_connections", max))
+	}
+}
+
+// wait serves until the start context ends or a server fails, then shuts
+// down in order:
+//
+//  1. readiness turns 503, so that Kubernetes takes the pod out of its
+//     Services' endpoints;
+//  2. for the shutdown delay, while that news reaches every node, the
+//     proxy keeps accepting and serving, but closes each connection after
+//     its response, so that clients reconnect to pods that stay;
+//  3. the proxy stops accepting, and in-flight requests finish within the
+//     shutdown timeout;
+//  4. the admin server stops last, so that probes answer until then, and
+//     the background work (key refreshes, reloads) ends.
+//
+// A server that fails skips the delay and stops the other one too; wait
+// then returns its error, and so does a drain that ran out of time.
+func (sc *sidecar) wait() error {
+	var failed error
+	select {
+	case failed = <-sc.errc:
+		sc.beginShutdown()
+		sc.log.Error("a server failed; stopping", zap.Error(failed))
+	case <-sc.ctx.Done():
+		sc.beginShutdown()
+		failed = sc.hold()
+	}
+	err := sc.drain()
+	sc.cancelBG()
+	sc.running.Wait()
+	sc.pool.close()
+	sc.log.Info("stopped")
+	return errors.Join(failed, err)
+}
+
+// beginShutdown turns readiness to 503 and keep-alives off.
+func (sc *sidecar) beginShutdown() {
+	sc.keepAliveMu.Lock()
+	defer sc.keepAliveMu.Unlock()
 	sc.draining.Store(true)
-	sc.log.Info("shutting down: readiness is now 503, draining in-flight requests", zap.Duration("timeout", sc.shutdownIn))
-	ctx, cancel := context.WithTimeout(context.Background(), sc.shutdownIn)
+	sc.proxySrv.SetKeepAlivesEnabled(false)
+}
+
+// hold serves on for the shutdown delay. A second signal cuts it short; a
+// server failing ends it with the failure.
+func (sc *sidecar) hold() error {
+	sc.log.Info("shutting down: readiness is now 503; still accepting and serving for the shutdown delay",
+		zap.Duration("delay", sc.delay), zap.Duration("timeout", sc.timeout))
+	if sc.delay <= 0 {
+		return nil
+	}
+	var again <-chan os.Signal
+	if sc.hurry != nil {
+		c, stop := sc.hurry()
+		defer stop()
+		again = c
+	}
+	t := time.NewTimer(sc.delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		sc.log.Info("shutdown delay over")
+	case s := <-again:
+		sc.log.Info("shutdown delay cut short by a second signal", zap.String("signal", s.String()))
+	case err := <-sc.errc:
+		sc.log.Error("a server failed during the shutdown delay; stopping", zap.Error(err))
+		return err
+	}
+	return nil
+}
+
+// drain stops both servers: the proxy within the shutdown timeout, then the
+// admin server.
+func (sc *sidecar) drain() error {
+	sc.log.Info("no longer accepting connections; draining in-flight requests", zap.Duration("timeout", sc.timeout))
+	ctx, cancel := context.WithTimeout(context.Background(), sc.timeout)
 	defer cancel()
 	err := sc.proxySrv.Shutdown(ctx)
 	if err != nil {
-		sc.log.Warn("in-flight requests did not finish in time", zap.Error(err))
+		sc.log.Warn("in-flight requests did not finish in time; closing their connections", zap.Error(err))
 		_ = sc.proxySrv.Close()
+		err = fmt.Errorf("shutdown: %w", err)
+	} else {
+		sc.log.Info("in-flight requests finished")
 	}
-	_ = sc.adminSrv.Shutdown(ctx)
-	sc.log.Info("stopped")
-	if err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	// A probe or a scrape is over in moments.
+	actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer acancel()
+	if aerr := sc.adminSrv.Shutdown(actx); aerr != nil {
+		_ = sc.adminSrv.Close()
 	}
-	return nil
+	return err
 }
 
 func adminHandler(reg *prometheus.Registry, ready func() error) http.Handler {

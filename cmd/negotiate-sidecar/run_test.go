@@ -99,13 +99,14 @@ type running struct {
 	done         chan error
 }
 
-// startRun calls run with the given flags plus loopback listeners on port 0,
-// and waits until both listeners are up.
+// startRun calls run with the given flags plus loopback listeners on port 0
+// and no shutdown delay (unless args set one), and waits until both
+// listeners are up.
 func startRun(t *testing.T, env map[string]string, args ...string) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	args = append([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...)
+	args = append([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--shutdown-delay", "0s"}, args...)
 	go func() { r.done <- run(ctx, args, environ(env), io.Discard, r.logs) }()
 	t.Cleanup(func() {
 		cancel()

@@ -95,7 +95,7 @@ func buildRuntime(s settings, env environment, d deps) (*runtime, error) {
 	}
 	upstream, _ := url.Parse(s.Upstream) // validated with the settings
 	matcher, _ := proxy.NewMatcher(s.NegotiatePaths)
-	rt.handler, err = proxy.New(proxy.Config{
+	h, err := proxy.New(proxy.Config{
 		Upstream:         upstream,
 		Authenticator:    rt.authn,
 		Rewriter:         rw,
@@ -109,6 +109,14 @@ func buildRuntime(s settings, env environment, d deps) (*runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The negotiate timeout bounds the caller's body as well as the app's
+	// answer: a negotiate is a short call at both ends.
+	rt.handler = proxy.LimitRequests(h, proxy.RequestLimits{
+		Negotiate: matcher,
+		Timeout:   s.NegotiateTimeout,
+		Logger:    d.log.Named("proxy"),
+		Metrics:   d.metrics,
+	})
 	return rt, nil
 }
 
@@ -165,14 +173,17 @@ type keyPool struct {
 	client    *http.Client
 	onRefresh func(provider string, err error)
 
-	mu   sync.Mutex
-	sets map[string]*pooledKeySet
+	mu     sync.Mutex
+	sets   map[string]*pooledKeySet
+	closed bool
+	// running counts the key sets' refresh goroutines, stopped or not, so
+	// that close can wait for every one of them.
+	running sync.WaitGroup
 }
 
 type pooledKeySet struct {
 	keys   *auth.KeySet
 	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 func newKeyPool(ctx context.Context, log *zap.Logger, client *http.Client, onRefresh func(string, error)) *keyPool {
@@ -196,6 +207,9 @@ func (p *keyPool) get(ps providerSettings) (*auth.KeySet, string, error) {
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return nil, "", errors.New("the sidecar is stopping")
+	}
 	if s, ok := p.sets[id]; ok {
 		return s.keys, id, nil
 	}
@@ -207,10 +221,23 @@ func (p *keyPool) get(ps providerSettings) (*auth.KeySet, string, error) {
 		return nil, "", err
 	}
 	ctx, cancel := context.WithCancel(p.ctx)
-	s := &pooledKeySet{keys: ks, cancel: cancel, done: make(chan struct{})}
-	go func() { defer close(s.done); ks.Run(ctx) }()
-	p.sets[id] = s
+	p.running.Add(1)
+	go func() { defer p.running.Done(); ks.Run(ctx) }()
+	p.sets[id] = &pooledKeySet{keys: ks, cancel: cancel}
 	return ks, id, nil
+}
+
+// close stops every key set, those retired by retain included, and waits
+// until their refreshes have ended. get fails afterwards.
+func (p *keyPool) close() {
+	p.mu.Lock()
+	p.closed = true
+	for id, s := range p.sets {
+		s.cancel()
+		delete(p.sets, id)
+	}
+	p.mu.Unlock()
+	p.running.Wait()
 }
 
 // retain stops every key set not in keep.

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,5 +118,46 @@ func TestKeyPoolSeparatesInsecureHTTP(t *testing.T) {
 	}
 	if err := withdrawn.Refresh(ctx); !errors.Is(err, auth.ErrInsecureHTTP) {
 		t.Fatalf("without insecure_http: %v, want the jwks_uri refused", err)
+	}
+}
+
+// TestKeyPoolCloseWaitsForRefreshes stops a pool while two refreshes are in
+// flight, one of a key set a reload retired: close must return only once
+// both have ended, down to their last report.
+func TestKeyPoolCloseWaitsForRefreshes(t *testing.T) {
+	arrived := make(chan struct{}, 2)
+	// An identity provider that never answers, so that each refresh is in
+	// flight until it is cancelled.
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-r.Context().Done()
+	}))
+	defer idp.Close()
+	var reported atomic.Int32
+	pool := newKeyPool(context.Background(), zap.NewNop(), &http.Client{Timeout: 5 * time.Second}, func(string, error) {
+		time.Sleep(200 * time.Millisecond) // a slow last report, as a metric or a log line may be
+		reported.Add(1)
+	})
+	for _, name := range []string{"retired", "kept"} {
+		if _, _, err := pool.get(providerSettings{Name: name, Issuer: idp.URL + "/" + name, RefreshInterval: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+		<-arrived
+	}
+	_, keptID, _ := pool.get(providerSettings{Name: "kept", Issuer: idp.URL + "/kept", RefreshInterval: time.Minute})
+	pool.retain(map[string]bool{keptID: true})
+
+	closed := make(chan struct{})
+	go func() { pool.close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("close did not return")
+	}
+	if got := reported.Load(); got != 2 {
+		t.Errorf("close returned with %d of 2 refreshes ended", got)
+	}
+	if _, _, err := pool.get(providerSettings{Name: "late", Issuer: idp.URL + "/late"}); err == nil {
+		t.Error("get after close started a key set")
 	}
 }

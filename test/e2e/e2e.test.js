@@ -102,6 +102,8 @@ before(
       "--audience", idp.audience,
       "--connection-string", `Endpoint=${service.endpoint};AccessKey=${accessKey};Version=1.0;`,
       "--log-level", "debug",
+      // Shorter than the default 5 s, which stopSidecar would not wait out; still a real delay.
+      "--shutdown-delay", "1s",
     ], { cwd: tmpDir });
     try {
       await sidecar.ready;

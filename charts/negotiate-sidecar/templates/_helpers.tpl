@@ -155,8 +155,14 @@ flag only when its value is set, so that a configuration file can hold it instea
 {{- with $v.sidecar.logFormat }}
 {{- $args = append $args (printf "--log-format=%s" .) }}
 {{- end }}
+{{- with $v.sidecar.shutdownDelay }}
+{{- $args = append $args (printf "--shutdown-delay=%s" .) }}
+{{- end }}
 {{- with $v.sidecar.shutdownTimeout }}
 {{- $args = append $args (printf "--shutdown-timeout=%s" .) }}
+{{- end }}
+{{- with $v.sidecar.maxConnections }}
+{{- $args = append $args (printf "--max-connections=%d" (int .)) }}
 {{- end }}
 {{- if $v.config }}
 {{- $args = append $args (printf "--config=%s/config.yaml" (include "negotiate-sidecar.configDir" $)) }}
@@ -301,5 +307,103 @@ an upgrade restarts the pods; nothing when neither is rendered.
 {{- end }}
 {{- with $annotations }}
 {{- toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whole seconds, rounded up, of a Go duration such as 1m30s or 500ms.
+*/}}
+{{- define "negotiate-sidecar.seconds" -}}
+{{- $total := 0.0 }}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h)" (toString .) -1 }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" . }}
+{{- $unit := trimPrefix $number . }}
+{{- $scale := get (dict "ns" 0.000000001 "us" 0.000001 "µs" 0.000001 "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0) $unit }}
+{{- $total = addf $total (mulf (float64 $number) $scale) }}
+{{- end }}
+{{- ceil $total | int }}
+{{- end }}
+
+{{/*
+The sidecar's shutdown delay and timeout in seconds, as it will use them: the value, else the configuration
+file's key, else the sidecar's default (5s and 15s). Settings passed in sidecar.extraArgs or sidecar.extraEnv
+are not seen here.
+*/}}
+{{- define "negotiate-sidecar.shutdownDelaySeconds" -}}
+{{- $config := .Values.config | default dict }}
+{{- include "negotiate-sidecar.seconds" (.Values.sidecar.shutdownDelay | default $config.shutdown_delay | default "5s") }}
+{{- end }}
+
+{{- define "negotiate-sidecar.shutdownTimeoutSeconds" -}}
+{{- $config := .Values.config | default dict }}
+{{- include "negotiate-sidecar.seconds" (.Values.sidecar.shutdownTimeout | default $config.shutdown_timeout | default "15s") }}
+{{- end }}
+
+{{/*
+How long the app container's preStop hook waits. Next to a regular sidecar, both containers get SIGTERM at
+once, so the app waits out the sidecar's whole shutdown (delay and timeout) and answers every request the
+sidecar still forwards. A native sidecar is stopped only after the app has exited, so the app waits out the
+delay alone, while Kubernetes takes the pod out of the endpoints and the sidecar still forwards to it.
+*/}}
+{{- define "negotiate-sidecar.preStopSeconds" -}}
+{{- $delay := include "negotiate-sidecar.shutdownDelaySeconds" . | int }}
+{{- if .Values.nativeSidecar }}
+{{- $delay }}
+{{- else }}
+{{- add $delay (include "negotiate-sidecar.shutdownTimeoutSeconds" . | int) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The lifecycle of the app container, as YAML; nothing when functions.lifecycle is null. Other charts add it
+to their app container with
+
+  {{- with include "negotiate-sidecar.appLifecycle" (index .Subcharts "negotiate-sidecar") }}
+  lifecycle:
+    {{- . | nindent 4 }}
+  {{- end }}
+*/}}
+{{- define "negotiate-sidecar.appLifecycle" -}}
+{{- $lifecycle := .Values.functions.lifecycle }}
+{{- if kindIs "map" $lifecycle }}
+{{- if $lifecycle }}
+{{- toYaml $lifecycle }}
+{{- else -}}
+preStop:
+  exec:
+    command:
+      - /bin/sh
+      - -c
+      - sleep {{ include "negotiate-sidecar.preStopSeconds" . }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pod's termination grace period: terminationGracePeriodSeconds when set, which must leave the sidecar time
+for its whole shutdown, else enough for the app container's preStop wait, 10 seconds for the app to stop
+and, for a native sidecar, which Kubernetes stops only then, the sidecar's own delay and timeout.
+*/}}
+{{- define "negotiate-sidecar.terminationGracePeriodSeconds" -}}
+{{- $delay := include "negotiate-sidecar.shutdownDelaySeconds" . | int }}
+{{- $timeout := include "negotiate-sidecar.shutdownTimeoutSeconds" . | int }}
+{{- $need := add $delay $timeout }}
+{{- $why := printf "the shutdown delay %ds plus the timeout %ds" $delay $timeout }}
+{{- if .Values.nativeSidecar }}
+{{- $need = add $need $delay }}
+{{- $why = printf "the app's wait of the shutdown delay %ds, then the sidecar's delay %ds and timeout %ds" $delay $delay $timeout }}
+{{- end }}
+{{- $set := .Values.terminationGracePeriodSeconds }}
+{{- if kindIs "invalid" $set }}
+{{- $preStop := include "negotiate-sidecar.preStopSeconds" . | int }}
+{{- if .Values.nativeSidecar }}
+{{- add $preStop 10 $delay $timeout }}
+{{- else }}
+{{- add $preStop 10 }}
+{{- end }}
+{{- else if lt (int $set) $need }}
+{{- fail (printf "terminationGracePeriodSeconds %d is shorter than the shutdown needs, %ds (%s); raise it, or set it to null to have the chart compute it" (int $set) $need $why) }}
+{{- else }}
+{{- int $set }}
 {{- end }}
 {{- end }}
