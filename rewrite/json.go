@@ -158,7 +158,12 @@ func (o object) stringValue(name string) (s string, ok bool, err error) {
 	if i < 0 {
 		return "", false, nil
 	}
-	if err := json.Unmarshal(o[i].value, &s); err != nil {
+	v := o[i].value
+	if len(v) < 2 || v[0] != '"' {
+		return "", true, fmt.Errorf("member %q is not a string", name)
+	}
+	s, err = decodeName(v) // decodes any JSON string, not only names
+	if err != nil {
 		return "", true, fmt.Errorf("member %q is not a string", name)
 	}
 	return s, true, nil

@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -271,6 +273,7 @@ type Rewriter struct {
 	forward  []forwardClaim
 	lifetime int64 // MaxTokenLifetime in whole seconds; 0 for none
 	maxLen   int   // the token length limit in force
+	macs     macPools
 }
 
 // New returns a Rewriter for the format, trusting the given keys.
@@ -303,6 +306,7 @@ func New(format Format, keys []Key, opts Options) (*Rewriter, error) {
 		forward:  forward,
 		lifetime: int64(opts.MaxTokenLifetime / time.Second),
 		maxLen:   format.maxTokenLength(opts.MaxTokenLength),
+		macs:     newMACPools(keys),
 	}, nil
 }
 
@@ -468,7 +472,7 @@ type token struct {
 	raw     string
 	header  string // the header segment, kept byte for byte
 	signed  string // header "." payload, the signing input
-	newHash func() hash.Hash
+	alg     hmacAlg
 	sig     []byte
 	claims  object
 }
@@ -490,8 +494,8 @@ func parseToken(raw string) (*token, error) {
 	if err != nil {
 		return nil, fail(ReasonMalformedToken, "header: %v", err)
 	}
-	newHash := hashFor(alg)
-	if newHash == nil {
+	hmacAlg, ok := hmacAlgOf(alg)
+	if !ok {
 		return nil, fail(ReasonMalformedToken, "alg %q is not an HMAC algorithm", alg)
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
@@ -510,7 +514,7 @@ func parseToken(raw string) (*token, error) {
 		raw:     raw,
 		header:  parts[0],
 		signed:  raw[:len(parts[0])+1+len(parts[1])],
-		newHash: newHash,
+		alg:     hmacAlg,
 		sig:     sig,
 		claims:  claims,
 	}, nil
@@ -554,7 +558,8 @@ func (r *Rewriter) resolve(obj object, t *token) (Key, error) {
 		}
 	}
 	for _, k := range candidates {
-		if hmac.Equal(t.sig, sign(t.newHash, k.Secret, t.signed)) {
+		var buf [sha512.Size]byte
+		if hmac.Equal(t.sig, r.macs.sign(buf[:0], t.alg, k.Secret, t.signed)) {
 			return k, nil
 		}
 	}
@@ -595,7 +600,8 @@ func (r *Rewriter) resign(t *token, key []byte, c Caller) (string, error) {
 	}
 	payload := base64.RawURLEncoding.EncodeToString(claims.appendJSON(nil))
 	unsigned := t.header + "." + payload
-	out := unsigned + "." + base64.RawURLEncoding.EncodeToString(sign(t.newHash, key, unsigned))
+	var buf [sha512.Size]byte
+	out := unsigned + "." + base64.RawURLEncoding.EncodeToString(r.macs.sign(buf[:0], t.alg, key, unsigned))
 	if len(out) > r.maxLen {
 		return "", fail(ReasonTooLong, "the rewritten token has %d characters; the limit for %s is %d", len(out), r.format.Name, r.maxLen)
 	}
@@ -644,20 +650,54 @@ func CanonicalHost(u *url.URL) string {
 	return formatHost(strings.ToLower(u.Hostname()), port)
 }
 
-func hashFor(alg string) func() hash.Hash {
+// hmacAlg is a JWS HMAC algorithm: HS256, HS384 or HS512.
+type hmacAlg int
+
+func hmacAlgOf(alg string) (hmacAlg, bool) {
 	switch alg {
 	case "HS256":
-		return sha256.New
+		return 0, true
 	case "HS384":
-		return sha512.New384
+		return 1, true
 	case "HS512":
-		return sha512.New
+		return 2, true
 	}
-	return nil
+	return 0, false
 }
 
-func sign(h func() hash.Hash, key []byte, signingInput string) []byte {
-	mac := hmac.New(h, key)
-	mac.Write([]byte(signingInput))
-	return mac.Sum(nil)
+func (a hmacAlg) hash() func() hash.Hash {
+	return [...]func() hash.Hash{sha256.New, sha512.New384, sha512.New}[a]
+}
+
+// macPools lend HMAC states by access key and algorithm. Every negotiate
+// checks one signature and makes one, and a new HMAC state costs a dozen
+// allocations; a reset one costs none.
+type macPools map[string]*[3]sync.Pool
+
+func newMACPools(keys []Key) macPools {
+	p := macPools{}
+	for _, k := range keys {
+		p[string(k.Secret)] = new([3]sync.Pool)
+	}
+	return p
+}
+
+// sign appends the HMAC of signingInput under key to dst.
+func (p macPools) sign(dst []byte, alg hmacAlg, key []byte, signingInput string) []byte {
+	pools := p[string(key)]
+	var mac hash.Hash
+	if pools != nil {
+		mac, _ = pools[alg].Get().(hash.Hash)
+	}
+	if mac == nil {
+		mac = hmac.New(alg.hash(), key)
+	} else {
+		mac.Reset()
+	}
+	_, _ = io.WriteString(mac, signingInput)
+	dst = mac.Sum(dst)
+	if pools != nil {
+		pools[alg].Put(mac)
+	}
+	return dst
 }
