@@ -469,12 +469,12 @@ func urlToken(obj object, name string) (*url.URL, string, bool, error) {
 
 // token is a parsed JWS compact serialization of an HMAC algorithm.
 type token struct {
-	raw     string
-	header  string // the header segment, kept byte for byte
-	signed  string // header "." payload, the signing input
-	alg     hmacAlg
-	sig     []byte
-	claims  object
+	raw    string
+	header string // the header segment, kept byte for byte
+	signed string // header "." payload, the signing input
+	alg    hmacAlg
+	sig    []byte
+	claims object
 }
 
 func parseToken(raw string) (*token, error) {
@@ -511,12 +511,12 @@ func parseToken(raw string) (*token, error) {
 		return nil, fail(ReasonMalformedToken, "payload: %v", err)
 	}
 	return &token{
-		raw:     raw,
-		header:  parts[0],
-		signed:  raw[:len(parts[0])+1+len(parts[1])],
-		alg:     hmacAlg,
-		sig:     sig,
-		claims:  claims,
+		raw:    raw,
+		header: parts[0],
+		signed: raw[:len(parts[0])+1+len(parts[1])],
+		alg:    hmacAlg,
+		sig:    sig,
+		claims: claims,
 	}, nil
 }
 
