@@ -60,8 +60,9 @@ var scenarioKinds = map[string]map[string]int{
 	"existing-secret": {"Deployment": 1, "Service": 1, "ServiceAccount": 1},
 	"webpubsub":       {"Deployment": 1, "Service": 1, "ServiceAccount": 1},
 	"extras": {
-		"Deployment": 1, "Service": 2, "ServiceAccount": 1, "Secret": 1, "ConfigMap": 1,
+		"Deployment": 1, "Service": 2, "ServiceAccount": 1, "Secret": 1, "ConfigMap": 2,
 		"HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 1, "NetworkPolicy": 1, "ServiceMonitor": 1,
+		"PrometheusRule": 1,
 	},
 }
 
@@ -379,20 +380,27 @@ func checkSecret(t *testing.T, o objects, v chartutil.Values) {
 	}
 }
 
-// checkConfigMap checks that the configuration file holds the config value unchanged.
+// checkConfigMap checks that the configuration file holds the config value unchanged. The dashboard's
+// ConfigMap, checked by checkMonitoring, is left out.
 func checkConfigMap(t *testing.T, o objects, v chartutil.Values) {
+	var configs []*corev1.ConfigMap
+	for _, c := range o.configMaps {
+		if _, ok := c.Data[dashboardFile]; !ok {
+			configs = append(configs, c)
+		}
+	}
 	cfg, _ := v["config"].(map[string]any)
 	if len(cfg) == 0 {
-		if len(o.configMaps) != 0 {
+		if len(configs) != 0 {
 			t.Error("a ConfigMap is rendered without config")
 		}
 		return
 	}
-	if len(o.configMaps) != 1 {
-		t.Fatalf("%d ConfigMaps, want 1", len(o.configMaps))
+	if len(configs) != 1 {
+		t.Fatalf("%d ConfigMaps, want 1", len(configs))
 	}
 	var got map[string]any
-	if err := yaml.UnmarshalStrict([]byte(o.configMaps[0].Data["config.yaml"]), &got); err != nil {
+	if err := yaml.UnmarshalStrict([]byte(configs[0].Data["config.yaml"]), &got); err != nil {
 		t.Fatalf("config.yaml: %v", err)
 	}
 	if fmt.Sprint(got) != fmt.Sprint(cfg) {
@@ -915,4 +923,37 @@ func copyValues(t *testing.T, v map[string]any) map[string]any {
 		t.Fatal(err)
 	}
 	return out.AsMap()
+}
+
+// TestChartFunctionsProbes checks that the Functions container is probed by default, on its own port, so
+// that a pod is Ready only when the app answers as well as the sidecar, and that a user can turn a probe off.
+func TestChartFunctionsProbes(t *testing.T) {
+	values := readValues(t, filepath.Join(chartDir, "ci", "full-values.yaml"))
+	o := decode(t, mustRender(t, chartDir, values).manifests)
+	app := findContainer(t, o.deployments[0].Spec.Template.Spec.Containers, "functions")
+	for name, p := range map[string]*corev1.Probe{"startup": app.StartupProbe, "readiness": app.ReadinessProbe, "liveness": app.LivenessProbe} {
+		if p == nil {
+			t.Errorf("the Functions container has no %s probe", name)
+			continue
+		}
+		var port string
+		switch {
+		case p.HTTPGet != nil:
+			port = p.HTTPGet.Port.String()
+		case p.TCPSocket != nil:
+			port = p.TCPSocket.Port.String()
+		}
+		if port != "functions" {
+			t.Errorf("the %s probe checks port %q, not the Functions port", name, port)
+		}
+	}
+	if p := app.StartupProbe; p != nil && int(p.PeriodSeconds)*int(p.FailureThreshold) < 60 {
+		t.Errorf("the startup probe allows %ds for the Functions host to start; want at least a minute", p.PeriodSeconds*p.FailureThreshold)
+	}
+
+	off := overlay(values, map[string]any{"functions": map[string]any{"readinessProbe": nil}})
+	o = decode(t, mustRender(t, chartDir, off).manifests)
+	if app := findContainer(t, o.deployments[0].Spec.Template.Spec.Containers, "functions"); app.ReadinessProbe != nil {
+		t.Errorf("readinessProbe: null still renders a probe: %+v", app.ReadinessProbe)
+	}
 }

@@ -134,6 +134,7 @@ type objects struct {
 	pdbs            []*policyv1.PodDisruptionBudget
 	networkPolicies []*networkingv1.NetworkPolicy
 	serviceMonitors []*serviceMonitor
+	prometheusRules []*prometheusRule
 	// kinds counts the objects by kind.
 	kinds map[string]int
 	// notes is the rendered NOTES.txt of the top chart.
@@ -158,6 +159,25 @@ type serviceMonitor struct {
 			Interval      string `json:"interval"`
 			ScrapeTimeout string `json:"scrapeTimeout"`
 		} `json:"endpoints"`
+	} `json:"spec"`
+}
+
+// prometheusRule is the part of the Prometheus Operator's monitoring.coreos.com/v1 PrometheusRule that the
+// chart uses; strict decoding fails on any other field, as for serviceMonitor.
+type prometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Groups []struct {
+			Name  string `json:"name"`
+			Rules []struct {
+				Alert       string            `json:"alert"`
+				Expr        string            `json:"expr"`
+				For         string            `json:"for"`
+				Labels      map[string]string `json:"labels"`
+				Annotations map[string]string `json:"annotations"`
+			} `json:"rules"`
+		} `json:"groups"`
 	} `json:"spec"`
 }
 
@@ -225,6 +245,9 @@ func decode(t *testing.T, manifests map[string]string) objects {
 			case "monitoring.coreos.com/v1 ServiceMonitor":
 				s := &serviceMonitor{}
 				o.serviceMonitors, target = append(o.serviceMonitors, s), s
+			case "monitoring.coreos.com/v1 PrometheusRule":
+				r := &prometheusRule{}
+				o.prometheusRules, target = append(o.prometheusRules, r), r
 			default:
 				t.Fatalf("%s: unexpected object %s %s", where, tm.APIVersion, tm.Kind)
 			}
