@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite"
 )
 
 // The attack corpus: one table of the ways a caller has got a token, or an
@@ -289,6 +290,70 @@ func TestAttackCorpus(t *testing.T) {
 			}, send: post("/api/negotiate", withToken(valid)),
 			want: 502, reached: reachedAsAlice, reason: ReasonTokenInStatus},
 
+		// Tokens the rewrite does not know of: in headers, other fields,
+		// nested, or behind escapes.
+		{name: "token in a response header", source: "unrewritten token outside the body",
+			app: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("X-Service-Token", serviceToken(`{"aud":"`+hubAud+`"}`, accessKey))
+				signalRApp(w, r)
+			}, send: post("/api/negotiate", withToken(valid)),
+			want: 502, reached: reachedAsAlice, reason: ReasonForeignToken},
+		{name: "token in a cookie", source: "unrewritten token outside the body",
+			app: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Add("Set-Cookie", "sr="+serviceToken(`{"aud":"`+hubAud+`"}`, accessKey)+"; HttpOnly")
+				signalRApp(w, r)
+			}, send: post("/api/negotiate", withToken(valid)),
+			want: 502, reached: reachedAsAlice, reason: ReasonForeignToken},
+		{name: "a second token field beside the rewritten one", source: "unrewritten token outside the known fields",
+			app: func(w http.ResponseWriter, r *http.Request) {
+				tok := serviceToken(`{"aud":"`+hubAud+`"}`, accessKey)
+				io.WriteString(w, `{"url":"https://x.service.signalr.net/client/?hub=chat","accessToken":"`+tok+`","token":"`+tok+`"}`)
+			}, send: post("/api/negotiate", withToken(valid)),
+			want: 502, reached: reachedAsAlice, reason: ReasonForeignToken},
+		{name: "a nested token beside the rewritten one", source: "unrewritten token outside the known fields",
+			app: func(w http.ResponseWriter, r *http.Request) {
+				tok := serviceToken(`{"aud":"`+hubAud+`"}`, accessKey)
+				io.WriteString(w, `{"accessToken":"`+tok+`","conn":{"accessToken":"`+tok+`"}}`)
+			}, send: post("/api/negotiate", withToken(valid)),
+			want: 502, reached: reachedAsAlice, reason: ReasonForeignToken},
+		{name: "JSON-escaped token in an error", source: "unrewritten token behind escapes",
+			app: func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(500)
+				io.WriteString(w, `{"detail":"`+strings.Replace(serviceToken(`{"aud":"`+hubAud+`"}`, accessKey), "eyJ", `ey\u004a`, 1)+`"}`)
+			}, send: post("/api/negotiate", withToken(valid)),
+			want: 502, reached: reachedAsAlice, reason: ReasonTokenInStatus},
+		{name: "percent-encoded token in a redirect", source: "unrewritten token behind escapes",
+			app: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Location", "/login?next="+strings.ReplaceAll(serviceToken(`{"aud":"`+hubAud+`"}`, accessKey), ".", "%2E"))
+				w.WriteHeader(302)
+			}, send: post("/api/negotiate", withToken(valid)),
+			want: 502, reached: reachedAsAlice, reason: ReasonTokenInStatus},
+		{name: "token with a spaced header in an error", source: "unrewritten token not starting eyJ",
+			app: func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(500)
+				io.WriteString(w, segment(`{ "alg": "HS256" }`)+"."+segment(`{"aud":"`+hubAud+`"}`)+".c2ln")
+			}, send: post("/api/negotiate", withToken(valid)),
+			want: 502, reached: reachedAsAlice, reason: ReasonTokenInStatus},
+		{name: "token in an ETag of a 304", source: "unrewritten token outside the body",
+			app: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("ETag", `"`+serviceToken(`{"aud":"`+hubAud+`"}`, accessKey)+`"`)
+				w.WriteHeader(304)
+			}, send: post("/api/negotiate", withToken(valid)),
+			want: 502, reached: reachedAsAlice, reason: ReasonTokenInStatus},
+		{name: "preflight answered with a token in headers", source: "CORS preflight bypass",
+			app: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Access-Control-Allow-Origin", "*")
+				w.Header().Set("Access-Control-Expose-Headers", serviceToken(`{"aud":"`+hubAud+`"}`, accessKey))
+				w.Header().Set("X-Service-Token", serviceToken(`{"aud":"`+hubAud+`"}`, accessKey))
+				w.WriteHeader(204)
+			},
+			send: func(t *testing.T, h *harness) *http.Request {
+				req, _ := http.NewRequest("OPTIONS", h.front.URL+"/api/negotiate", nil)
+				req.Header.Set("Origin", "https://app.example")
+				req.Header.Set("Access-Control-Request-Method", "POST")
+				return req
+			}, want: 204, reached: reachedAnonymous, reason: ReasonTokenInPreflight},
+
 		// Protocol upgrades the sidecar does not read (h2c smuggling).
 		{name: "h2c upgrade on another route", source: "h2c smuggling (Bishop Fox, 2020)",
 			app: func(w http.ResponseWriter, r *http.Request) {
@@ -325,11 +390,11 @@ func TestAttackCorpus(t *testing.T) {
 				app = signalRApp
 			}
 			h := newHarness(t, http.HandlerFunc(app), nil)
-			status, body := sendAttack(t, h, tc)
+			status, header, body := sendAttack(t, h, tc)
 			if status != tc.want {
 				t.Errorf("%s: status %d, want %d; body %q", tc.source, status, tc.want, body)
 			}
-			checkNoForeignToken(t, body)
+			checkNoForeignToken(t, status, header, body)
 			checkReached(t, h, tc.reached)
 			if tc.reason != "" && !strings.Contains(h.logText(), `"reason":"`+tc.reason+`"`) {
 				t.Errorf("the log lacks reason %q:\n%s", tc.reason, h.logText())
@@ -338,8 +403,8 @@ func TestAttackCorpus(t *testing.T) {
 	}
 }
 
-// sendAttack sends the case's request and returns the status and body.
-func sendAttack(t *testing.T, h *harness, tc attack) (int, string) {
+// sendAttack sends the case's request and returns the status, headers and body.
+func sendAttack(t *testing.T, h *harness, tc attack) (int, http.Header, string) {
 	t.Helper()
 	if tc.raw == "" {
 		resp, err := h.front.Client().Do(tc.send(t, h))
@@ -348,7 +413,7 @@ func sendAttack(t *testing.T, h *harness, tc attack) (int, string) {
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return resp.StatusCode, resp.Header, string(b)
 	}
 	conn, err := net.Dial("tcp", strings.TrimPrefix(h.front.URL, "http://"))
 	if err != nil {
@@ -365,27 +430,32 @@ func sendAttack(t *testing.T, h *harness, tc attack) (int, string) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == 101 {
-		return 101, ""
+		return 101, resp.Header, ""
 	}
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, resp.Header, string(b)
 }
 
-// checkNoForeignToken fails if body holds a service token that is not a
-// rewritten one for alice.
-func checkNoForeignToken(t *testing.T, body string) {
+// checkNoForeignToken fails if the answer holds, anywhere, a token that does
+// not name alice, or a token in the body that the access key does not verify.
+func checkNoForeignToken(t *testing.T, status int, header http.Header, body string) {
 	t.Helper()
-	if !containsJWS([]byte(body)) {
-		return
+	scan, err := rewrite.New(rewrite.SignalR, []rewrite.Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(accessKey)}}, rewrite.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	var b struct {
-		AccessToken string `json:"accessToken"`
+	for name, vv := range header {
+		for _, v := range vv {
+			if scan.ForeignToken([]byte(v), "alice") {
+				t.Fatalf("the caller got a token not naming alice in %s: %q", name, v)
+			}
+		}
 	}
-	if json.Unmarshal([]byte(body), &b) != nil || b.AccessToken == "" || containsJWS([]byte(strings.Replace(body, b.AccessToken, "", 1))) {
-		t.Fatalf("the caller got a token outside a rewritten body: %q", body)
+	if scan.ForeignToken([]byte(body), "alice") {
+		t.Fatalf("the caller got a token not naming alice: %q", body)
 	}
-	if got := claimsOf(t, body)["asrs.s.uid"]; got != "alice" {
-		t.Fatalf("the caller got a token for %v", got)
+	if status == 200 && strings.Contains(body, "accessToken") {
+		claimsOf(t, body) // verifies with the access key
 	}
 }
 

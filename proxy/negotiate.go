@@ -37,8 +37,12 @@ const (
 	// the caller without the caller's id.
 	ReasonTokenInStatus = "token_in_non_2xx"
 	// ReasonTokenInPreflight: the app answered a CORS preflight, which
-	// carries no credentials, with a token. The body is dropped.
+	// carries no credentials, with a token. It is dropped.
 	ReasonTokenInPreflight = "token_in_preflight"
+	// ReasonForeignToken: a successful answer, once rewritten, still held a
+	// token that does not name the caller, in a header or a field the
+	// rewrite does not know.
+	ReasonForeignToken = "foreign_token"
 	// ReasonTooLarge: the app's answer exceeded Config.MaxBodyBytes.
 	ReasonTooLarge = "too_large"
 	// ReasonUnreadable: the app's answer could not be read or decoded.
@@ -152,12 +156,18 @@ func (h *Handler) negotiate(w http.ResponseWriter, r *http.Request) outcome {
 		writeProblem(w, r, http.StatusBadGateway, "Bad gateway", "The app's negotiate response could not be verified and rewritten.")
 		return o
 	}
-	header := w.Header()
-	copyHeader(header, resp.Header)
 	// The body changed: validators for the old one would be lies.
 	for _, name := range [...]string{"Content-Encoding", "Etag", "Content-Md5", "Last-Modified"} {
-		header.Del(name)
+		resp.Header.Del(name)
 	}
+	if h.foreignToken(resp.Header, out, id.UserID) {
+		o.name, o.reason = OutcomeRewriteFailed, ReasonForeignToken
+		o.err = errors.New("the app's answer carries a token outside the fields the rewrite knows (another field, a header)")
+		writeProblem(w, r, http.StatusBadGateway, "Bad gateway", "The app's negotiate response could not be verified and rewritten.")
+		return o
+	}
+	header := w.Header()
+	copyHeader(header, resp.Header)
 	// A token naming a user must never be served to someone else from a cache.
 	header.Set("Cache-Control", "no-store")
 	header.Set("Content-Length", strconv.Itoa(len(out)))
@@ -165,6 +175,23 @@ func (h *Handler) negotiate(w http.ResponseWriter, r *http.Request) outcome {
 	_, _ = w.Write(out)
 	o.name = OutcomeRewritten
 	return o
+}
+
+// foreignToken reports whether the answer about to go out holds, in a header
+// value or its body, a token that does not name userID (any token at all when
+// userID is empty). It is the promise kept at the last moment: wherever the
+// app put a token, the caller gets it only with the caller's own id in it.
+func (h *Handler) foreignToken(header http.Header, body []byte, userID string) bool {
+	for _, vv := range header {
+		for _, v := range vv {
+			// A token has two dots, unless escapes hide them: most header
+			// values (dates, types, lengths) are passed over unconverted.
+			if (strings.Count(v, ".") >= 2 || strings.ContainsAny(v, `%\`)) && h.cfg.Rewriter.ForeignToken([]byte(v), userID) {
+				return true
+			}
+		}
+	}
+	return h.cfg.Rewriter.ForeignToken(body, userID)
 }
 
 // isPreflight reports whether r is a CORS preflight: OPTIONS with Origin and
@@ -188,18 +215,27 @@ func (h *Handler) preflight(w http.ResponseWriter, r *http.Request) outcome {
 		return o
 	}
 	o = outcome{name: OutcomePreflight}
+	// A browser reads only the status and the CORS headers of a preflight's
+	// answer, so only those go back, and never a body.
 	header := w.Header()
-	copyHeader(header, resp.Header)
-	header.Del("Content-Encoding")
-	if carriesToken(body, resp.Header) {
-		o.reason = ReasonTokenInPreflight
-		o.err = errors.New("the app answered a CORS preflight with a token; the body was dropped")
-		header.Del("Location")
-		body = nil
+	for name, vv := range resp.Header {
+		if !strings.HasPrefix(name, "Access-Control-") && name != "Vary" {
+			continue
+		}
+		if h.foreignToken(http.Header{name: vv}, nil, "") {
+			o.reason = ReasonTokenInPreflight
+			continue
+		}
+		header[name] = vv
 	}
-	header.Set("Content-Length", strconv.Itoa(len(body)))
+	if o.reason == "" && h.cfg.Rewriter.ForeignToken(body, "") {
+		o.reason = ReasonTokenInPreflight
+	}
+	if o.reason != "" {
+		o.err = errors.New("the app answered a CORS preflight with a token; it was dropped")
+	}
+	header.Set("Content-Length", "0")
 	w.WriteHeader(resp.StatusCode)
-	_, _ = w.Write(body)
 	return o
 }
 
@@ -208,7 +244,7 @@ func (h *Handler) preflight(w http.ResponseWriter, r *http.Request) outcome {
 // applies to successful answers only, and a token in any other would reach
 // the caller without the caller's id in it.
 func (h *Handler) passStatus(w http.ResponseWriter, r *http.Request, resp *http.Response, body []byte, o outcome) outcome {
-	if carriesToken(body, resp.Header) {
+	if h.foreignToken(resp.Header, body, "") {
 		o.name = OutcomeRewriteFailed
 		o.reason = ReasonTokenInStatus
 		o.err = fmt.Errorf("the app answered %d with a token in it", resp.StatusCode)

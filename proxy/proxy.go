@@ -28,10 +28,14 @@ type Authenticator interface {
 	Authenticate(authorization []string) (auth.Identity, error)
 }
 
-// Rewriter rewrites a negotiate response body for a verified user id.
-// *rewrite.Rewriter implements it; a new token format slots in there.
+// Rewriter rewrites a negotiate response body for a verified user id, and
+// finds tokens that do not name one. *rewrite.Rewriter implements it; a new
+// token format slots in there.
 type Rewriter interface {
 	Rewrite(body []byte, caller rewrite.Caller) ([]byte, error)
+	// ForeignToken reports whether text holds a token that does not name
+	// userID (any token, when userID is empty).
+	ForeignToken(text []byte, userID string) bool
 }
 
 // Config configures the proxy handler.
