@@ -21,13 +21,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// newLimitedHarness is newHarness with the proxy behind LimitRequests and a
-// frontend configured like the sidecar's proxy server, as the sidecar runs
-// them.
-func newLimitedHarness(t *testing.T, h http.HandlerFunc, limits RequestLimits, mutate func(*Config)) *harness {
+// newLimitedHarness is newHarness with request limits and a frontend
+// configured like the sidecar's proxy server.
+func newLimitedHarness(t *testing.T, h http.HandlerFunc, maxBytes int64, timeout time.Duration, mutate func(*Config)) *harness {
 	t.Helper()
 	var cfg *Config
 	hs := newHarness(t, h, func(c *Config) {
+		c.MaxRequestBytes, c.RequestTimeout = maxBytes, timeout
 		if mutate != nil {
 			mutate(c)
 		}
@@ -37,10 +37,7 @@ func newLimitedHarness(t *testing.T, h http.HandlerFunc, limits RequestLimits, m
 	if err != nil {
 		t.Fatal(err)
 	}
-	limits.Negotiate = cfg.Negotiate
-	limits.Logger = cfg.Logger
-	limits.Metrics = hs.metrics
-	front := httptest.NewUnstartedServer(LimitRequests(p, limits))
+	front := httptest.NewUnstartedServer(p)
 	front.Config.ReadHeaderTimeout = 10 * time.Second
 	front.Config.IdleTimeout = 2 * time.Minute
 	front.Start()
@@ -89,7 +86,7 @@ func TestNegotiateRequestBodies(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			app := &echoNegotiate{}
-			h := newLimitedHarness(t, app.serve, RequestLimits{MaxBytes: 64, Timeout: 5 * time.Second}, nil)
+			h := newLimitedHarness(t, app.serve, 64, 5*time.Second, nil)
 			req, err := http.NewRequest("POST", h.front.URL+"/api/negotiate", tc.body)
 			if err != nil {
 				t.Fatal(err)
@@ -141,7 +138,7 @@ func TestNegotiateRequestBodies(t *testing.T) {
 func TestSlowNegotiateBodyIsCutOff(t *testing.T) {
 	const bound = 300 * time.Millisecond
 	app := &echoNegotiate{}
-	h := newLimitedHarness(t, app.serve, RequestLimits{Timeout: bound}, nil)
+	h := newLimitedHarness(t, app.serve, 0, bound, nil)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(h.front.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +193,7 @@ func TestBodyBoundEndsWithTheBody(t *testing.T) {
 			time.Sleep(2 * bound)
 		}
 		io.WriteString(w, negotiateBody(accessKey))
-	}, RequestLimits{Timeout: bound}, func(c *Config) { c.NegotiateTimeout = 5 * time.Second })
+	}, 0, bound, func(c *Config) { c.NegotiateTimeout = 5 * time.Second })
 	tok := h.mint(t, nil)
 	client := h.front.Client()
 	reused := []bool{}
@@ -235,7 +232,7 @@ func TestOtherRoutesStreamUploads(t *testing.T) {
 			return
 		}
 		fmt.Fprintf(w, "%d %v", n, r.ContentLength)
-	}, RequestLimits{Timeout: bound, MaxBytes: 1024}, nil)
+	}, 1024, bound, nil)
 	const chunk, chunks = 1 << 20, 8
 	pr, pw := io.Pipe()
 	go func() {
@@ -344,4 +341,55 @@ func TestLimitListener(t *testing.T) {
 	}
 	second.Close()
 	third.Close()
+}
+
+// TestAnonymousBodyIsNeverRead sends negotiates without a valid token whose
+// bodies trickle, or wait for a 100 Continue: each is refused at once, from
+// its headers, without the body being read or the connection held.
+func TestAnonymousBodyIsNeverRead(t *testing.T) {
+	app := &echoNegotiate{}
+	h := newLimitedHarness(t, app.serve, 0, time.Minute, nil)
+	for _, tc := range []struct {
+		name, header string
+	}{
+		{"no token, trickled body", "Content-Length: 1000\r\n"},
+		{"bad token, trickled body", "Authorization: Bearer not.a.token\r\nContent-Length: 1000\r\n"},
+		{"no token, waiting for 100 Continue", "Content-Length: 10\r\nExpect: 100-continue\r\n"},
+		{"no token, chunked", "Transfer-Encoding: chunked\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(h.front.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprintf(conn, "POST /api/negotiate HTTP/1.1\r\nHost: x\r\n%s\r\n", tc.header)
+			if !strings.Contains(tc.header, "Expect") {
+				conn.Write([]byte("x")) // the first of many bytes that will not come
+			}
+			start := time.Now()
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized || !resp.Close {
+				t.Errorf("status %d, close %v; want 401 and the connection closed", resp.StatusCode, resp.Close)
+			}
+			// The server closes the connection after the answer instead of
+			// waiting for the rest of the body.
+			if _, err := br.ReadByte(); err == nil {
+				t.Error("more data after the answer")
+			}
+			if waited := time.Since(start); waited > 5*time.Second {
+				t.Errorf("the connection was held %s after the answer", waited)
+			}
+		})
+	}
+	if app.requests.Load() != 0 {
+		t.Error("the app saw an unauthenticated request")
+	}
 }

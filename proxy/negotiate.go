@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -8,8 +9,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -28,6 +31,8 @@ const (
 	OutcomeUpstreamUnreachable = "upstream_unreachable" // 502, no answer from upstream
 	OutcomeUpstreamTimeout     = "upstream_timeout"     // 504, the app took longer than NegotiateTimeout
 	OutcomeClientGone          = "client_gone"          // the caller went away first
+	OutcomeRequestTooLarge     = "request_too_large"    // 413, the caller's body is larger than Config.MaxRequestBytes
+	OutcomeRequestTimeout      = "request_timeout"      // 408, the caller's body took longer than Config.RequestTimeout
 )
 
 // Reasons of the proxy's own, beside those of auth and rewrite.
@@ -110,6 +115,7 @@ func (h *Handler) negotiate(w http.ResponseWriter, r *http.Request) outcome {
 	}
 	id, err := h.cfg.Authenticator.Authenticate(r.Header.Values("Authorization"))
 	if err != nil {
+		h.leaveBodyUnread(w, r)
 		var ae *auth.Error
 		if !errors.As(err, &ae) {
 			ae = &auth.Error{Reason: auth.ReasonMalformed, Err: err}
@@ -128,6 +134,10 @@ func (h *Handler) negotiate(w http.ResponseWriter, r *http.Request) outcome {
 	h.cfg.Metrics.authn(id.Provider, "")
 	setIdentity(r.Header, id)
 	o := outcome{user: id.UserID, provider: id.Provider}
+	if name, err := h.readRequestBody(w, r); err != nil {
+		o.name, o.err = name, err
+		return o
+	}
 
 	resp, body, o2 := h.roundTrip(w, r)
 	if o2.name != "" {
@@ -194,6 +204,70 @@ func (h *Handler) foreignToken(header http.Header, body []byte, userID string) b
 	return h.cfg.Rewriter.ForeignToken(body, userID)
 }
 
+// readRequestBody reads an authenticated negotiate's body in full, within
+// Config.RequestTimeout and Config.MaxRequestBytes, so that the app gets a
+// complete body with its length, never a trickle. It is read only once the
+// caller is authenticated: an anonymous client cannot hold a connection by
+// trickling a body, and gets no 100 Continue. On failure it has answered
+// (413 or 408, or nothing to a caller gone) and returns the outcome.
+func (h *Handler) readRequestBody(w http.ResponseWriter, r *http.Request) (string, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return "", nil
+	}
+	if r.ContentLength > h.cfg.MaxRequestBytes {
+		h.leaveBodyUnread(w, r)
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, "Content too large", "The negotiate request body is too large.")
+		return OutcomeRequestTooLarge, fmt.Errorf("Content-Length %d is over the limit of %d bytes", r.ContentLength, h.cfg.MaxRequestBytes)
+	}
+	rc := http.NewResponseController(w)
+	// Without deadline support (a wrapped writer that does not unwrap) the
+	// size bound still holds.
+	deadline := rc.SetReadDeadline(time.Now().Add(h.cfg.RequestTimeout)) == nil
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxRequestBytes))
+	if deadline {
+		// The rest of the request is the app's time, bounded by the
+		// NegotiateTimeout; a deadline left in place would also end the
+		// server's watch for the caller going away.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooLarge):
+			h.leaveBodyUnread(w, r)
+			writeProblem(w, r, http.StatusRequestEntityTooLarge, "Content too large", "The negotiate request body is too large.")
+			return OutcomeRequestTooLarge, err
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			w.Header().Set("Connection", "close")
+			writeProblem(w, r, http.StatusRequestTimeout, "Request timeout", "The negotiate request body was not sent in time.")
+			return OutcomeRequestTimeout, err
+		}
+		w.WriteHeader(499) // the caller went away mid-body; logged only
+		return OutcomeClientGone, err
+	}
+	r.Body = http.NoBody
+	if len(body) > 0 {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	r.ContentLength = int64(len(body))
+	r.TransferEncoding = nil
+	// The caller has sent its body; the app must not wait for a go-ahead.
+	r.Header.Del("Expect")
+	return "", nil
+}
+
+// leaveBodyUnread prepares an answer given without reading the caller's body:
+// the connection closes after it, at once, rather than after the server has
+// waited for the rest of the body to discard it, which a client could send
+// as slowly as it liked.
+func (h *Handler) leaveBodyUnread(w http.ResponseWriter, r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+}
+
 // isPreflight reports whether r is a CORS preflight: OPTIONS with Origin and
 // Access-Control-Request-Method. Browsers send it without credentials, so it
 // cannot be authenticated; any other OPTIONS request can, and must be.
@@ -208,8 +282,10 @@ func isPreflight(r *http.Request) bool {
 // status and headers, which are what a preflight is for, are kept.
 func (h *Handler) preflight(w http.ResponseWriter, r *http.Request) outcome {
 	// Credentials on a preflight are not checked, so they must not travel
-	// as if they had been.
+	// as if they had been; nor does a body, which a preflight never has.
 	r.Header.Del("Authorization")
+	h.leaveBodyUnread(w, r)
+	r.Body, r.ContentLength, r.TransferEncoding = http.NoBody, 0, nil
 	resp, body, o := h.roundTrip(w, r)
 	if o.name != "" {
 		return o

@@ -58,6 +58,14 @@ type Config struct {
 	// timeouts. Default DefaultNegotiateTimeout. Other routes have no bound:
 	// they may stream.
 	NegotiateTimeout time.Duration
+	// MaxRequestBytes bounds the body a caller sends with a negotiate; a
+	// larger one is refused with 413. Default DefaultMaxRequestBytes. Other
+	// routes are not bounded: they may stream uploads of any size.
+	MaxRequestBytes int64
+	// RequestTimeout bounds how long an authenticated caller may take to
+	// send a negotiate's body, from when its headers have been read; past
+	// it the caller gets 408. Default NegotiateTimeout.
+	RequestTimeout time.Duration
 	// Transport carries requests to the upstream. Default: NewTransport().
 	Transport http.RoundTripper
 	// Logger receives one line per negotiate request and upstream errors.
@@ -106,6 +114,12 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.NegotiateTimeout <= 0 {
 		cfg.NegotiateTimeout = DefaultNegotiateTimeout
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = cfg.NegotiateTimeout
 	}
 	if cfg.Transport == nil {
 		cfg.Transport = NewTransport()

@@ -95,7 +95,7 @@ func buildRuntime(s settings, env environment, d deps) (*runtime, error) {
 	}
 	upstream, _ := url.Parse(s.Upstream) // validated with the settings
 	matcher, _ := proxy.NewMatcher(s.NegotiatePaths)
-	h, err := proxy.New(proxy.Config{
+	rt.handler, err = proxy.New(proxy.Config{
 		Upstream:         upstream,
 		Authenticator:    rt.authn,
 		Rewriter:         rw,
@@ -109,14 +109,6 @@ func buildRuntime(s settings, env environment, d deps) (*runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The negotiate timeout bounds the caller's body as well as the app's
-	// answer: a negotiate is a short call at both ends.
-	rt.handler = proxy.LimitRequests(h, proxy.RequestLimits{
-		Negotiate: matcher,
-		Timeout:   s.NegotiateTimeout,
-		Logger:    d.log.Named("proxy"),
-		Metrics:   d.metrics,
-	})
 	return rt, nil
 }
 
