@@ -88,6 +88,9 @@ func forEachToken(text []byte, f func(payload []byte) bool) {
 				if !f(segs[k+1]) {
 					return
 				}
+				// The next segment is this token's signature, random bytes
+				// that may well decode to a brace: it is no payload.
+				k += 2
 			}
 		}
 		segs = segs[:0]

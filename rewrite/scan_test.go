@@ -36,6 +36,7 @@ func TestForeignToken(t *testing.T) {
 		user string
 		want bool
 	}{
+		{"a signature that decodes to a brace", sr, strings.TrimSuffix(alice, alice[strings.LastIndexByte(alice, '.')+1:]) + base64.RawURLEncoding.EncodeToString([]byte("{ random signature bytes")), "alice", false},
 		{"the caller's own token", sr, `{"url":"https://x/client/?hub=chat","accessToken":"` + alice + `"}`, "alice", false},
 		{"another caller's token", sr, `{"accessToken":"` + alice + `"}`, "bob", true},
 		{"any token for no caller", sr, `{"accessToken":"` + alice + `"}`, "", true},
