@@ -88,5 +88,12 @@ func FuzzForeignToken(f *testing.F) {
 			t.Fatalf("a token for %q in %q was not found", user+"-not-alice", text)
 		}
 		_ = sr.ForeignToken([]byte(before+after), fmt.Sprint(len(before)))
+
+		// And a token naming alice, whatever its signature bytes, is hers.
+		enc := base64.RawURLEncoding.EncodeToString
+		own := enc([]byte(`{"alg":"HS256"}`)) + "." + enc([]byte(`{"asrs.s.uid":"alice"}`)) + "." + enc([]byte(before))
+		if sr.ForeignToken([]byte(`{"accessToken":"`+own+`"}`), "alice") {
+			t.Fatalf("alice's own token with signature %q was taken for a foreign one", before)
+		}
 	})
 }
