@@ -233,6 +233,9 @@ func (a *Authenticator) verify(raw string) (Identity, *provider, uint64, error) 
 	// only picks whose keys and rules the token must then satisfy.
 	// An alg golang-jwt does not know ("nOnE") fails here already, and is
 	// refused as an algorithm, not as a malformed token.
+	if err := strictSegments(raw); err != nil {
+		return Identity{}, nil, 0, &Error{Reason: ReasonMalformed, Err: err}
+	}
 	unverified := jwt.MapClaims{}
 	tok, _, err := a.peek.ParseUnverified(raw, unverified)
 	if err != nil {

@@ -133,7 +133,7 @@ func NewKeySet(cfg KeySetConfig) (*KeySet, error) {
 	}
 	for _, u := range cfg.JWKSURLs {
 		if err := CheckURL(u, cfg.InsecureHTTP); err != nil {
-			return nil, fmt.Errorf("key set: JWKS URL %q %w", u, err)
+			return nil, fmt.Errorf("key set: JWKS URL %q %w", DisplayURL(u), err)
 		}
 	}
 	if cfg.Issuer != "" && len(cfg.JWKSURLs) == 0 {
@@ -400,20 +400,20 @@ func (k *KeySet) discover(ctx context.Context) (string, error) {
 	u := strings.TrimSuffix(k.cfg.Issuer, "/") + "/.well-known/openid-configuration"
 	body, err := k.get(ctx, u)
 	if err != nil {
-		return "", fmt.Errorf("discovery %s: %w", u, err)
+		return "", fmt.Errorf("discovery %s: %w", DisplayURL(u), err)
 	}
 	var doc struct {
 		Issuer  string `json:"issuer"`
 		JWKSURI string `json:"jwks_uri"`
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return "", fmt.Errorf("discovery %s: not a JSON document: %w", u, err)
+		return "", fmt.Errorf("discovery %s: not a JSON document: %w", DisplayURL(u), err)
 	}
 	if doc.Issuer != k.cfg.Issuer {
-		return "", fmt.Errorf("discovery %s: the document names issuer %q, not %q; set --issuer to exactly the iss value of your tokens", u, doc.Issuer, k.cfg.Issuer)
+		return "", fmt.Errorf("discovery %s: the document names issuer %q, not %q; set --issuer to exactly the iss value of your tokens", DisplayURL(u), doc.Issuer, k.cfg.Issuer)
 	}
 	if err := CheckURL(doc.JWKSURI, k.cfg.InsecureHTTP); err != nil {
-		return "", fmt.Errorf("discovery %s: jwks_uri %q %w", u, doc.JWKSURI, err)
+		return "", fmt.Errorf("discovery %s: jwks_uri %q %w", DisplayURL(u), DisplayURL(doc.JWKSURI), err)
 	}
 	return doc.JWKSURI, nil
 }
@@ -421,11 +421,11 @@ func (k *KeySet) discover(ctx context.Context) (string, error) {
 func (k *KeySet) fetchJWKS(ctx context.Context, u string) ([]jwkset.JWK, error) {
 	body, err := k.get(ctx, u)
 	if err != nil {
-		return nil, fmt.Errorf("fetching JWKS %s: %w", u, err)
+		return nil, fmt.Errorf("fetching JWKS %s: %w", DisplayURL(u), err)
 	}
 	keys, err := parseJWKS(body)
 	if err != nil {
-		return nil, fmt.Errorf("fetching JWKS %s: %w", u, err)
+		return nil, fmt.Errorf("fetching JWKS %s: %w", DisplayURL(u), err)
 	}
 	return keys, nil
 }
@@ -438,6 +438,10 @@ func (k *KeySet) get(ctx context.Context, u string) ([]byte, error) {
 	req.Header.Set("Accept", "application/json")
 	resp, err := k.cfg.Client.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = DisplayURL(ue.URL) // the message names it again
+		}
 		return nil, err
 	}
 	defer resp.Body.Close()
@@ -459,6 +463,9 @@ func (k *KeySet) get(ctx context.Context, u string) ([]byte, error) {
 // no usable key is an error, so that an empty answer from a struggling
 // identity provider never replaces good keys.
 func parseJWKS(doc []byte) ([]jwkset.JWK, error) {
+	if err := strictJSON(doc); err != nil {
+		return nil, fmt.Errorf("not a JWKS document: %w", err)
+	}
 	var set jwkset.JWKSMarshal
 	if err := json.Unmarshal(doc, &set); err != nil {
 		return nil, fmt.Errorf("not a JWKS document: %w", err)
@@ -528,12 +535,12 @@ func guardRedirects(c *http.Client, insecureHTTP bool) *http.Client {
 		if req.URL.Scheme != "https" {
 			for _, v := range via {
 				if v.URL.Scheme == "https" {
-					return fmt.Errorf("redirect to %s: %w", req.URL.Redacted(), ErrRedirectDowngrade)
+					return fmt.Errorf("redirect to %s: %w", DisplayURL(req.URL.String()), ErrRedirectDowngrade)
 				}
 			}
 		}
 		if err := checkScheme(req.URL, insecureHTTP); err != nil {
-			return fmt.Errorf("redirect to %s %w", req.URL.Redacted(), err)
+			return fmt.Errorf("redirect to %s %w", DisplayURL(req.URL.String()), err)
 		}
 		if next != nil {
 			return next(req, via)
@@ -580,4 +587,29 @@ func (s *keyStore) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) 
 		return jwk, err
 	}
 	return s.MemoryJWKSet.KeyRead(ctx, kid)
+}
+
+// DisplayURL is raw as it may be written to a log or shown to a user: a
+// password in it and the values of its query are replaced by "REDACTED". A
+// key set URL can carry a credential (a storage account's SAS signature in
+// the query, a user and password), and logs are read by more people than
+// configuration is.
+func DisplayURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(a URL that does not parse)"
+	}
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "REDACTED")
+		}
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			q[k] = []string{"REDACTED"}
+		}
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
 }

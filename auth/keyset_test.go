@@ -430,3 +430,27 @@ func TestKeySetDiscoveryRefusesInsecureJWKSURI(t *testing.T) {
 		t.Errorf("JWKS fetched %d times, want 1", p.fetches.Load())
 	}
 }
+
+// TestKeySetErrorsHideURLCredentials checks that a credential inside a key
+// set URL, a SAS signature or a password, never reaches an error or a log.
+func TestKeySetErrorsHideURLCredentials(t *testing.T) {
+	if got := DisplayURL("https://user:pw@keys.example.test/jwks.json?sv=2024&sig=SASSECRET"); got != "https://user:REDACTED@keys.example.test/jwks.json?sig=REDACTED&sv=REDACTED" {
+		t.Errorf("DisplayURL = %q", got)
+	}
+	if got := DisplayURL("https://keys.example.test/jwks.json"); got != "https://keys.example.test/jwks.json" {
+		t.Errorf("DisplayURL of a plain URL = %q", got)
+	}
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", 404) }))
+	addr := down.URL
+	down.Close() // nothing listens there now: the client's own error names the URL
+	for _, u := range []string{addr + "/keys?sig=SASSECRET", strings.Replace(addr, "http://", "http://admin:PWSECRET@", 1) + "/keys"} {
+		ks, err := NewKeySet(KeySetConfig{JWKSURLs: []string{u}, Client: &http.Client{Timeout: 2 * time.Second}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = ks.Refresh(t.Context())
+		if err == nil || strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("refresh error %v shows the credential", err)
+		}
+	}
+}

@@ -1,0 +1,67 @@
+package auth
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// signRaw signs header and payload exactly as written, with k's algorithm.
+func (k signingKey) signRaw(t *testing.T, header, payload string) string {
+	t.Helper()
+	enc := base64.RawURLEncoding.EncodeToString
+	unsigned := enc([]byte(header)) + "." + enc([]byte(payload))
+	sig, err := k.alg.Sign(unsigned, k.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return unsigned + "." + enc(sig)
+}
+
+// TestAmbiguousJSONIsRefused: a token the identity provider signed, but whose
+// JSON reads differently depending on the parser, is refused.
+func TestAmbiguousJSONIsRefused(t *testing.T) {
+	k := newECKey(t, "k1")
+	a := newStaticAuthenticator(t, nil, k)
+	exp := time.Now().Add(time.Minute).Unix()
+	claims := func(extra string) string {
+		return fmt.Sprintf(`{"iss":%q,"aud":%q,"exp":%d%s}`, testIssuer, testAudience, exp, extra)
+	}
+	hdr := `{"alg":"ES256","typ":"JWT","kid":"k1"}`
+	for _, tc := range []struct {
+		name, header, payload string
+		want                  Reason
+	}{
+		{"well formed", hdr, claims(`,"sub":"alice"`), ""},
+		{"sub twice", hdr, claims(`,"sub":"alice","sub":"mallory"`), ReasonMalformed},
+		{"sub twice, once escaped", hdr, claims(`,"sub":"alice","s\u0075b":"mallory"`), ReasonMalformed},
+		{"nested member twice", hdr, claims(`,"sub":"alice","ext":{"id":"a","id":"b"}`), ReasonMalformed},
+		{"data after the payload", hdr, claims(`,"sub":"alice"`) + ` x`, ReasonMalformed},
+		{"alg twice", `{"alg":"none","alg":"ES256","kid":"k1"}`, claims(`,"sub":"alice"`), ReasonMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := a.Authenticate([]string{"Bearer " + k.signRaw(t, tc.header, tc.payload)})
+			if got := reasonOfErr(err); got != tc.want {
+				t.Errorf("reason %q (%v), want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseJWKSRefusesDuplicateMembers(t *testing.T) {
+	k := newECKey(t, "k1")
+	good := string(jwksJSON(k))
+	dup := strings.Replace(good, `"kid":"k1"`, `"kid":"k1","kid":"k2"`, 1)
+	if _, err := parseJWKS([]byte(good)); err != nil {
+		t.Fatalf("a well-formed JWKS: %v", err)
+	}
+	if _, err := parseJWKS([]byte(dup)); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Errorf("a JWKS with kid twice: %v, want refused", err)
+	}
+	if _, err := NewKeySet(KeySetConfig{Static: []byte(dup), Client: http.DefaultClient}); err == nil {
+		t.Error("a static JWKS with kid twice was accepted")
+	}
+}
