@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/negotiate-sidecar/negotiate-sidecar/auth/authtest"
 )
 
 func newStaticAuthenticator(t *testing.T, mutate func(*Provider), keys ...signingKey) *Authenticator {
@@ -42,12 +44,12 @@ func TestAuthenticate(t *testing.T) {
 
 	// The classic confusion attack: an HS256 token whose HMAC key is the
 	// identity provider's public key, which anyone can download.
-	pubDER, err := x509.MarshalPKIXPublicKey(rsaKey.signer.Public().(*rsa.PublicKey))
+	pubDER, err := x509.MarshalPKIXPublicKey(rsaKey.Signer.Public().(*rsa.PublicKey))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
-	hsWithPublicKey, _ := (&signingKey{kid: "rsa-1", alg: jwt.SigningMethodHS256}).mintHMAC(t, pubPEM)
+	hsWithPublicKey, _ := (&signingKey{authtest.Key{ID: "rsa-1", Method: jwt.SigningMethodHS256}}).mintHMAC(t, pubPEM)
 
 	good := rsaKey.mint(t, nil)
 	parts := strings.Split(good, ".")
@@ -139,7 +141,7 @@ func TestAuthenticate(t *testing.T) {
 
 func (k *signingKey) mintHMAC(t *testing.T, secret []byte) (string, error) {
 	t.Helper()
-	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT","kid":"` + k.kid + `"}`))
+	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT","kid":"` + k.ID + `"}`))
 	claims := base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"` + testIssuer + `","aud":"` + testAudience + `","sub":"mallory","exp":9999999999}`))
 	mac := hmac.New(sha256.New, secret)
 	mac.Write([]byte(header + "." + claims))

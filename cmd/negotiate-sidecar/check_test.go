@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +15,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/negotiate-sidecar/negotiate-sidecar/auth/authtest"
 )
 
 // checkFixture is what check talks to: an identity provider, a second one,
@@ -69,7 +68,12 @@ func (f *checkFixture) replace(s string) string {
 // out.
 func mintToken(t *testing.T, p *testIDP, claims jwt.MapClaims) string {
 	t.Helper()
-	all := jwt.MapClaims{"iss": p.URL, "aud": "api://app", "sub": "user-7", "exp": time.Now().Add(time.Hour).Unix()}
+	return mintSigned(p.URL, p.Key(), claims)
+}
+
+// mintSigned is mintToken for the issuer iss, signed with key.
+func mintSigned(iss string, key authtest.Key, claims jwt.MapClaims) string {
+	all := jwt.MapClaims{"iss": iss, "aud": "api://app", "sub": "user-7", "exp": time.Now().Add(time.Hour).Unix()}
 	for k, v := range claims {
 		if v == nil {
 			delete(all, k)
@@ -77,13 +81,7 @@ func mintToken(t *testing.T, p *testIDP, claims jwt.MapClaims) string {
 			all[k] = v
 		}
 	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodES256, all)
-	tok.Header["kid"] = "k1"
-	s, err := tok.SignedString(p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return key.Sign(nil, all)
 }
 
 func TestCheck(t *testing.T) {
@@ -92,10 +90,7 @@ func TestCheck(t *testing.T) {
 	const hintUnreachable = "-> check the URL and that this machine (and the pod) can reach it; the sidecar keeps retrying, but refuses negotiate until keys load"
 	const hintNotJWKS = "-> the URL does not serve a JWKS; check --jwks-url"
 	expired := time.Now().Add(-time.Hour).Truncate(time.Second)
-	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	otherKey := authtest.NewECKey("rotated")
 
 	tests := []struct {
 		name string
@@ -374,13 +369,7 @@ func TestCheck(t *testing.T) {
 		{
 			name: "token signed with a key the provider does not have",
 			args: func(t *testing.T, f *checkFixture) []string {
-				tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"iss": f.idp.URL, "aud": "api://app", "sub": "x", "exp": time.Now().Add(time.Hour).Unix()})
-				tok.Header["kid"] = "rotated"
-				s, err := tok.SignedString(otherKey)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return []string{"--token", s}
+				return []string{"--token", mintSigned(f.idp.URL, otherKey, jwt.MapClaims{"sub": "x"})}
 			},
 			want: []string{
 				"FAIL token refused (unknown_key): ",
@@ -402,8 +391,8 @@ func TestCheck(t *testing.T) {
 		{
 			name: "token with a forged signature",
 			args: func(t *testing.T, f *checkFixture) []string {
-				forged := &testIDP{Server: f.idp.Server, key: otherKey} // same iss and kid, another key
-				return []string{"--token", mintToken(t, forged, nil)}
+				forged := authtest.Key{ID: "k1", Method: jwt.SigningMethodES256, Signer: otherKey.Signer} // same iss and kid, another key
+				return []string{"--token", mintSigned(f.idp.URL, forged, nil)}
 			},
 			want:    []string{"FAIL token refused (signature): ", "1 problem(s) found."},
 			wantErr: true,
@@ -415,7 +404,7 @@ func TestCheck(t *testing.T) {
 				tok.Header["kid"] = "k1"
 				tok.Header["crit"] = []string{"b64"}
 				tok.Header["b64"] = false
-				s, err := tok.SignedString(f.idp.key)
+				s, err := tok.SignedString(f.idp.Key().Signer)
 				if err != nil {
 					t.Fatal(err)
 				}

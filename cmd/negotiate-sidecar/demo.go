@@ -2,23 +2,22 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
+
+	"github.com/negotiate-sidecar/negotiate-sidecar/auth/authtest"
 )
 
 // demoAccessKey stands for the AccessKey of an Azure SignalR connection
@@ -47,23 +46,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	idp, err := newDemoIDP()
-	if err != nil {
-		return err
-	}
-	idpURL, stopIDP, err := serveLocal(idp.handler())
-	if err != nil {
-		return err
-	}
-	defer stopIDP()
-	idp.issuer = idpURL
+	// An identity provider that publishes one RSA key, found by discovery.
+	idp := authtest.NewIdP(authtest.NewRSAKey("demo-key"))
+	defer idp.Close()
+	idpURL := idp.Issuer()
 
 	fn := &demoFunctions{}
-	fnURL, stopFn, err := serveLocal(fn)
-	if err != nil {
-		return err
-	}
-	defer stopFn()
+	fnSrv := httptest.NewServer(fn)
+	defer fnSrv.Close()
+	fnURL := fnSrv.URL
 
 	leeway := 30 * time.Second
 	cfg := defaultSettings()
@@ -87,10 +78,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := waitReady(ctx, client, "http://"+s.adminAddr.String()+"/readyz"); err != nil {
 		return err
 	}
-	userJWT, err := idp.mint(*user, "demo@example.com")
-	if err != nil {
-		return err
-	}
+	userJWT := idp.Token(jwt.MapClaims{"aud": "api://demo", "sub": *user, "email": "demo@example.com", "name": "Demo User", "exp": time.Now().Add(10 * time.Minute).Unix()})
 
 	negotiateURL := "http://" + s.proxyAddr.String() + "/api/negotiate?negotiateVersion=1"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, negotiateURL, nil)
@@ -135,17 +123,6 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-// serveLocal serves h on a free loopback port and returns its base URL.
-func serveLocal(h http.Handler) (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
-}
-
 func waitReady(ctx context.Context, client *http.Client, url string) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -169,49 +146,6 @@ func waitReady(ctx context.Context, client *http.Client, url string) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// demoIDP is a minimal OpenID Connect identity provider: a discovery
-// document, a JWKS with one RSA key, and a way to mint tokens.
-type demoIDP struct {
-	key    *rsa.PrivateKey
-	issuer string
-}
-
-func newDemoIDP() (*demoIDP, error) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, err
-	}
-	return &demoIDP{key: key}, nil
-}
-
-func (p *demoIDP) handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": p.issuer, "jwks_uri": p.issuer + "/keys"})
-	})
-	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		pub := p.key.PublicKey
-		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{
-			"kty": "RSA", "use": "sig", "alg": "RS256", "kid": "demo-key",
-			"n": base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
-			"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes()),
-		}}})
-	})
-	return mux
-}
-
-func (p *demoIDP) mint(sub, email string) (string, error) {
-	now := time.Now()
-	t := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
-		"iss": p.issuer, "aud": "api://demo", "sub": sub, "email": email, "name": "Demo User",
-		"iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
-	})
-	t.Header["kid"] = "demo-key"
-	return t.SignedString(p.key)
 }
 
 // demoFunctions stands in for a Node.js Functions app whose negotiate
