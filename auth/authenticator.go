@@ -12,10 +12,13 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// DefaultAlgorithms are the asymmetric JWS algorithms accepted by default.
-// Symmetric (HS*) algorithms are never accepted against a JWKS: a public key
-// used as an HMAC secret would let anyone who knows it mint tokens.
-var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+// DefaultAlgorithms returns the asymmetric JWS algorithms accepted by
+// default, which are also the only ones that may be chosen. Symmetric (HS*)
+// algorithms are never accepted against a JWKS: a public key used as an HMAC
+// secret would let anyone who knows it mint tokens.
+func DefaultAlgorithms() []string {
+	return []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+}
 
 // maxUserIDBytes bounds the user id. Azure's client tokens must stay under
 // 4096 characters in all, and an id this long is certainly a mistake.
@@ -158,11 +161,11 @@ func New(cfg Config) (*Authenticator, error) {
 			problems = append(problems, fmt.Errorf("%s: at least one non-empty audience is required", where))
 		}
 		if len(p.Algorithms) == 0 {
-			p.Algorithms = DefaultAlgorithms
+			p.Algorithms = DefaultAlgorithms()
 		}
 		for _, alg := range p.Algorithms {
-			if !slices.Contains(DefaultAlgorithms, alg) {
-				problems = append(problems, fmt.Errorf("%s: algorithm %q is not accepted; choose from %s", where, alg, strings.Join(DefaultAlgorithms, ",")))
+			if !slices.Contains(DefaultAlgorithms(), alg) {
+				problems = append(problems, fmt.Errorf("%s: algorithm %q is not accepted; choose from %s", where, alg, strings.Join(DefaultAlgorithms(), ",")))
 			}
 		}
 		if p.Leeway < 0 {

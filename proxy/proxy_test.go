@@ -113,7 +113,7 @@ func newHarness(t testing.TB, h http.HandlerFunc, mutate func(*Config)) *harness
 	if err != nil {
 		t.Fatal(err)
 	}
-	rw, err := rewrite.New(rewrite.SignalR, []rewrite.Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(accessKey)}}, rewrite.Options{})
+	rw, err := rewrite.New(rewrite.SignalR(), []rewrite.Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(accessKey)}}, rewrite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -576,7 +576,7 @@ func TestWebSocketUpgradePassesThrough(t *testing.T) {
 
 func TestTokenOptionsApplyToTheCaller(t *testing.T) {
 	withOptions := func(c *Config) {
-		rw, err := rewrite.New(rewrite.SignalR, []rewrite.Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(accessKey)}},
+		rw, err := rewrite.New(rewrite.SignalR(), []rewrite.Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(accessKey)}},
 			rewrite.Options{ForwardClaims: []string{"email"}, BindToCallerExpiry: true, CloseOnCallerExpiry: true})
 		if err != nil {
 			t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -76,9 +75,8 @@ func runCheck(ctx context.Context, args []string, env environment, stdout, stder
 		}
 	}
 
-	css, _ := collectConnectionStrings(s, env) // validated with the settings
-	endpoints, _ := parseEndpoints(css, s.Service)
-	checkEndpoints(r, s, endpoints, time.Now())
+	eps, _ := endpoints(s, env) // validated with the settings
+	checkEndpoints(r, s, eps, time.Now())
 
 	checkUpstream(ctx, r, s.Upstream, client)
 
@@ -96,15 +94,11 @@ func runCheck(ctx context.Context, args []string, env environment, stdout, stder
 // checkProvider fetches the provider's keys once and reports how it went.
 func checkProvider(ctx context.Context, r *report, ps providerSettings, client *http.Client) (auth.Provider, bool) {
 	subject := fmt.Sprintf("provider %q", ps.Name)
-	var static []byte
-	if ps.JWKSFile != "" {
-		var err error
-		if static, err = os.ReadFile(ps.JWKSFile); err != nil {
-			r.fail(subject, fmt.Sprintf("JWKS file: %v", err), "check jwks_file / --jwks-file")
-			return auth.Provider{}, false
-		}
+	cfg, err := ps.keySetConfig(client)
+	if err != nil {
+		r.fail(subject, err.Error(), "check jwks_file / --jwks-file")
+		return auth.Provider{}, false
 	}
-	cfg := ps.keySetConfig(static, client)
 	ks, err := auth.NewKeySet(cfg)
 	if err != nil {
 		r.fail(subject, err.Error(), "a JWKS file must hold {\"keys\": [...]} with at least one public signature key")
@@ -120,7 +114,7 @@ func checkProvider(ctx context.Context, r *report, ps providerSettings, client *
 	switch {
 	case len(ps.JWKSURLs) > 0:
 		source = "JWKS " + strings.Join(ps.JWKSURLs, ", ")
-	case len(static) == 0:
+	case len(cfg.Static) == 0:
 		source = "discovery at " + strings.TrimSuffix(ps.Issuer, "/") + "/.well-known/openid-configuration"
 	}
 	r.ok(subject, "%d key(s) from %s; issuer %s, audiences %s, user claim %q", ks.Count(), source, ps.Issuer, strings.Join(ps.Audiences, ","), ps.UserClaim)
@@ -155,52 +149,58 @@ const checkHub = "check"
 // them), as the proxy would on a negotiate, and confirms it resolves to that
 // endpoint and key and is rewritten. A setup whose negotiates the proxy would
 // all refuse fails here rather than in production.
-func checkEndpoints(r *report, s settings, endpoints []endpoint, now time.Time) {
+func checkEndpoints(r *report, s settings, endpoints []rewrite.Endpoint, now time.Time) {
 	if len(endpoints) == 0 {
 		return
 	}
 	format := formatOf(s.Service)
-	rw, err := rewrite.New(format, rewriteKeys(endpoints), rewrite.Options{MaxTokenLength: s.Tokens.MaxTokenLength})
+	rw, err := rewrite.New(format, rewrite.Keys(endpoints), rewrite.Options{MaxTokenLength: s.Tokens.MaxTokenLength})
 	if err != nil {
 		r.fail("endpoints", err.Error(), "")
 		return
 	}
 	for _, e := range endpoints {
-		subject := "endpoint " + e.hosts[0]
-		failed := false
-		var shared []string
-		for i, cs := range e.css {
-			what := "a token the app's SDK issues with the key from " + e.sources[i]
-			body, err := format.SDKBody(cs, checkHub, now)
-			var got rewrite.Key
-			if err == nil {
-				got, err = rw.Resolve(body)
-			}
-			if err == nil {
-				_, err = rw.Rewrite(body, rewrite.Caller{UserID: "check"})
-			}
-			switch {
-			case err != nil:
-				failed = true
-				r.fail(subject, fmt.Sprintf("%s would be refused: %v", what, err), endpointHint(err))
-			case !bytes.Equal(got.Secret, e.keys[i]):
-				failed = true
-				r.fail(subject, fmt.Sprintf("%s resolves to another key, of endpoint %s", what, got.Endpoint), "give each endpoint its own connection strings; the sidecar cannot tell these apart")
-			case got.Endpoint != e.url && !slices.Contains(shared, got.Endpoint):
-				// Same key, same host and client URL: whichever endpoint
-				// is chosen, the same key signs.
-				shared = append(shared, got.Endpoint)
-			}
-		}
-		if failed {
-			continue
-		}
-		note := ""
-		if len(shared) > 0 {
-			note = fmt.Sprintf(" (indistinguishable from %s, which has the same key)", strings.Join(shared, ", "))
-		}
-		r.ok(subject, "%d key(s), from %s; tokens the app's SDK issues for it are accepted%s", len(e.keys), strings.Join(e.sources, ", "), note)
+		checkEndpoint(r, format, rw, e, now)
 	}
+}
+
+// checkEndpoint is checkEndpoints for one endpoint.
+func checkEndpoint(r *report, format rewrite.Format, rw *rewrite.Rewriter, e rewrite.Endpoint, now time.Time) {
+	subject := "endpoint " + e.Hosts[0]
+	failed := false
+	var shared, sources []string
+	for _, k := range e.Keys {
+		sources = append(sources, k.Source)
+		what := "a token the app's SDK issues with the key from " + k.Source
+		body, err := format.SDKBody(k.ConnectionString, checkHub, now)
+		var got rewrite.Key
+		if err == nil {
+			got, err = rw.Resolve(body)
+		}
+		if err == nil {
+			_, err = rw.Rewrite(body, rewrite.Caller{UserID: "check"})
+		}
+		switch {
+		case err != nil:
+			failed = true
+			r.fail(subject, fmt.Sprintf("%s would be refused: %v", what, err), endpointHint(err))
+		case !bytes.Equal(got.Secret, k.Secret):
+			failed = true
+			r.fail(subject, fmt.Sprintf("%s resolves to another key, of endpoint %s", what, got.Endpoint), "give each endpoint its own connection strings; the sidecar cannot tell these apart")
+		case got.Endpoint != e.URL && !slices.Contains(shared, got.Endpoint):
+			// Same key, same host and client URL: whichever endpoint
+			// is chosen, the same key signs.
+			shared = append(shared, got.Endpoint)
+		}
+	}
+	if failed {
+		return
+	}
+	note := ""
+	if len(shared) > 0 {
+		note = fmt.Sprintf(" (indistinguishable from %s, which has the same key)", strings.Join(shared, ", "))
+	}
+	r.ok(subject, "%d key(s), from %s; tokens the app's SDK issues for it are accepted%s", len(e.Keys), strings.Join(sources, ", "), note)
 }
 
 // endpointHint says what to do about a refusal of an SDK's token.

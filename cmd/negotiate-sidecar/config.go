@@ -209,7 +209,7 @@ func newFlagSet(name string, v *flagValues, check bool, stderr io.Writer) *flag.
 	fs.StringVar(&v.provider.JWKSFile, "jwks-file", "", "`path` of a static JWKS file, for offline use and tests")
 	fs.Var(listFlag{&v.provider.Audiences}, "audience", "accepted aud of callers' tokens (repeatable; at least one required)")
 	fs.StringVar(&v.provider.UserClaim, "user-claim", "sub", "claim holding the user id: a claim of exactly this `name`, else a dotted path into nested claims")
-	fs.Var(commaFlag{&v.provider.Algorithms}, "algorithms", "accepted JWS algorithms, comma-separated (default "+strings.Join(auth.DefaultAlgorithms, ",")+")")
+	fs.Var(commaFlag{&v.provider.Algorithms}, "algorithms", "accepted JWS algorithms, comma-separated (default "+strings.Join(auth.DefaultAlgorithms(), ",")+")")
 	fs.DurationVar(&v.leeway, "leeway", defaultLeeway, "clock skew allowed on exp, nbf and iat")
 	fs.DurationVar(&v.provider.RefreshInterval, "jwks-refresh-interval", defaultRefreshInterval, "how often the identity provider's keys are fetched")
 	fs.DurationVar(&v.provider.MaxStaleness, "max-staleness", 0, "readiness fails once the newest keys fetched are older than this (0: never)")
@@ -337,11 +337,7 @@ func loadSettings(args []string, env environment, check bool, stderr io.Writer) 
 	problems = append(problems, s.validate()...)
 	// Connection strings are checked here too, so that one run reports
 	// every problem, not one per attempt.
-	css, err := collectConnectionStrings(s, env)
-	if err != nil {
-		problems = append(problems, err)
-	}
-	if _, err := parseEndpoints(css, s.Service); err != nil {
+	if _, err := endpoints(s, env); err != nil {
 		problems = append(problems, err)
 	}
 	return s, v, errors.Join(problems...)
@@ -583,11 +579,11 @@ func (s *settings) validate() []error {
 			p.UserClaim = "sub"
 		}
 		if len(p.Algorithms) == 0 {
-			p.Algorithms = slices.Clone(auth.DefaultAlgorithms)
+			p.Algorithms = auth.DefaultAlgorithms()
 		}
 		for _, a := range p.Algorithms {
-			if !slices.Contains(auth.DefaultAlgorithms, a) {
-				add("%s: algorithm %q is not accepted; choose from %s (never none or HS*)", where, a, strings.Join(auth.DefaultAlgorithms, ","))
+			if !slices.Contains(auth.DefaultAlgorithms(), a) {
+				add("%s: algorithm %q is not accepted; choose from %s (never none or HS*)", where, a, strings.Join(auth.DefaultAlgorithms(), ","))
 			}
 		}
 		if p.Leeway == nil {

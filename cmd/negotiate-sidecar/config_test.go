@@ -89,7 +89,7 @@ func TestLoadSettingsValidFull(t *testing.T) {
 				JWKSFile:  "testdata/jwks.json",
 				Audiences: []string{"chat"},
 				// Not in the file: the defaults.
-				Algorithms:      auth.DefaultAlgorithms,
+				Algorithms:      auth.DefaultAlgorithms(),
 				UserClaim:       "ext.user.id",
 				Leeway:          durationPtr(0), // given as 0s, not defaulted to 30s
 				RefreshInterval: defaultRefreshInterval,
@@ -98,7 +98,7 @@ func TestLoadSettingsValidFull(t *testing.T) {
 				Name:            "in-cluster",
 				Issuer:          "http://keycloak.auth.svc.cluster.local/realms/chat",
 				Audiences:       []string{"chat"},
-				Algorithms:      auth.DefaultAlgorithms,
+				Algorithms:      auth.DefaultAlgorithms(),
 				UserClaim:       "sub",
 				Leeway:          durationPtr(defaultLeeway),
 				RefreshInterval: defaultRefreshInterval,
@@ -129,20 +129,13 @@ func TestLoadSettingsValidFull(t *testing.T) {
 
 	// The inline connection string and the file hold the primary and
 	// secondary key of one endpoint: one endpoint, two keys.
-	css, err := collectConnectionStrings(got, environment{})
+	eps, err := endpoints(got, environment{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eps, err := parseEndpoints(css, got.Service)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(eps) != 1 {
-		t.Fatalf("%d endpoints, want 1: %v", len(eps), endpointSummary(eps))
-	}
-	wantSources := []string{"connection string 1 of the configuration", "testdata/connection-string-secondary.txt"}
-	if !slices.Equal(eps[0].hosts, []string{"fake-east.service.signalr.net"}) || !slices.Equal(eps[0].sources, wantSources) || len(eps[0].keys) != 2 {
-		t.Errorf("endpoint: hosts %q, sources %q, %d keys; want one host, sources %q, 2 keys", eps[0].hosts, eps[0].sources, len(eps[0].keys), wantSources)
+	want1 := []string{"fake-east.service.signalr.net (2 key(s) from connection string 1 of the configuration, testdata/connection-string-secondary.txt)"}
+	if got := endpointSummary(eps); !slices.Equal(got, want1) {
+		t.Errorf("endpoints %q, want %q", got, want1)
 	}
 }
 
@@ -191,7 +184,7 @@ func TestLoadSettingsDefaults(t *testing.T) {
 			Name:            "idp.example.test", // the issuer's host
 			Issuer:          "https://idp.example.test/",
 			Audiences:       []string{"chat"},
-			Algorithms:      auth.DefaultAlgorithms,
+			Algorithms:      auth.DefaultAlgorithms(),
 			UserClaim:       "sub",
 			Leeway:          durationPtr(30 * time.Second),
 			RefreshInterval: 15 * time.Minute,
@@ -818,11 +811,7 @@ func FuzzLoadSettingsFile(f *testing.F) {
 		if _, err := proxy.NewMatcher(s.NegotiatePaths); err != nil {
 			t.Fatalf("accepted negotiate paths %q: %v", s.NegotiatePaths, err)
 		}
-		css, err := collectConnectionStrings(s, environment{})
-		if err != nil {
-			t.Fatalf("accepted, but the connection strings fail: %v", err)
-		}
-		if eps, err := parseEndpoints(css, "signalr"); err != nil || len(eps) == 0 {
+		if eps, err := endpoints(s, environment{}); err != nil || len(eps) == 0 {
 			t.Fatalf("accepted, but the endpoints fail: %d, %v", len(eps), err)
 		}
 	})

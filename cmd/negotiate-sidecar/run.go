@@ -78,7 +78,7 @@ func indent(err error) error {
 type sidecar struct {
 	log       *zap.Logger
 	cur       *current
-	pool      *keyPool
+	pool      *auth.KeyPool
 	proxyAddr net.Addr
 	adminAddr net.Addr
 	proxyLn   net.Listener
@@ -124,14 +124,14 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 		log:       log,
 		metrics:   proxy.NewMetrics(reg),
 		transport: proxy.NewTransport(),
-		pool:      newKeyPool(bg, log, &http.Client{Timeout: 10 * time.Second}, m.keyFetch),
+		pool:      auth.NewKeyPool(bg, log, &http.Client{Timeout: 10 * time.Second}, m.keyFetch),
 	}
 	defer func() {
 		if !ok {
-			d.pool.close()
+			d.pool.Close()
 		}
 	}()
-	rt, err := buildRuntime(s, env, d)
+	rt, err := buildInstance(s, env, d)
 	if err != nil {
 		return nil, fmt.Errorf("configuration:\n%w", indent(err))
 	}
@@ -206,15 +206,6 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 	return sc, nil
 }
 
-// endpointSummary describes endpoints for logs: hosts and key sources, never keys.
-func endpointSummary(es []endpoint) []string {
-	var out []string
-	for _, e := range es {
-		out = append(out, fmt.Sprintf("%s (%d key(s) from %s)", strings.Join(e.hosts, ","), len(e.keys), strings.Join(e.sources, ", ")))
-	}
-	return out
-}
-
 func (sc *sidecar) serve(srv *http.Server, ln net.Listener, name string) {
 	defer sc.running.Done()
 	sc.log.Info("listening", zap.String("listener", name), zap.String("addr", ln.Addr().String()))
@@ -270,7 +261,7 @@ func (sc *sidecar) wait() error {
 	err := sc.drain()
 	sc.cancelBG()
 	sc.running.Wait()
-	sc.pool.close()
+	sc.pool.Close()
 	sc.log.Info("stopped")
 	return errors.Join(failed, err)
 }
