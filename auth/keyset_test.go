@@ -80,7 +80,7 @@ func TestKeySetDiscoveryIssuerMismatch(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if !strings.Contains(lastErr.Error(), "names issuer") {
+	if !errors.Is(lastErr, ErrIssuerMismatch) || !errors.Is(lastErr, ErrDiscovery) || !strings.Contains(lastErr.Error(), "names issuer") {
 		t.Errorf("error = %v; want it to say the document names another issuer", lastErr)
 	}
 }

@@ -106,7 +106,7 @@ func checkProvider(ctx context.Context, r *report, ps providerSettings, client *
 	}
 	if err := ks.Refresh(ctx); err != nil {
 		for _, e := range splitJoined(err) {
-			r.fail(subject, e.Error(), providerHint(ps, e))
+			r.fail(subject, e.Error(), providerHint(e))
 		}
 		return auth.Provider{}, false
 	}
@@ -121,20 +121,22 @@ func checkProvider(ctx context.Context, r *report, ps providerSettings, client *
 	return ps.authProvider(ks), true
 }
 
-func providerHint(ps providerSettings, err error) string {
-	msg := err.Error()
+// providerHint says what to do about a failed fetch of a provider's keys,
+// by the kind of failure.
+func providerHint(err error) string {
+	var status *auth.StatusError
 	switch {
 	case errors.Is(err, auth.ErrInsecureHTTP):
 		return "use https; only for an identity provider inside the cluster without TLS, set insecure_http: true (--insecure-http)"
 	case errors.Is(err, auth.ErrRedirectDowngrade):
 		return "the identity provider redirects from https to plain http; configure the https URL the keys are finally served from (jwks_urls, --jwks-url)"
-	case strings.Contains(msg, "names issuer"):
+	case errors.Is(err, auth.ErrIssuerMismatch):
 		return "set issuer to the iss value your tokens carry, exactly, trailing slash included"
-	case strings.Contains(msg, "discovery") && strings.Contains(msg, "status 404"):
+	case errors.Is(err, auth.ErrDiscovery) && errors.As(err, &status) && status.Code == http.StatusNotFound:
 		return "the issuer URL has no discovery document; check the issuer, or give the JWKS location with --jwks-url"
-	case strings.Contains(msg, "discovery"):
+	case errors.Is(err, auth.ErrDiscovery):
 		return "check the issuer URL and that this machine can reach it, or give --jwks-url"
-	case strings.Contains(msg, "no usable signature key"), strings.Contains(msg, "not a JWKS document"):
+	case errors.Is(err, auth.ErrNotJWKS):
 		return "the URL does not serve a JWKS; check --jwks-url"
 	default:
 		return "check the URL and that this machine (and the pod) can reach it; the sidecar keeps retrying, but refuses negotiate until keys load"
