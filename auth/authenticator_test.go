@@ -177,15 +177,15 @@ func TestNewRejectsUnsafeConfig(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"no provider", Config{}, "at least one identity provider is required"},
+		{"no provider", Config{}, "no identity provider is configured"},
 		{"no issuer", Config{Providers: []Provider{{Audiences: []string{"a"}, Keys: keys}}}, "an issuer is required"},
-		{"no audience", Config{Providers: []Provider{{Issuer: "i", Keys: keys}}}, "at least one non-empty audience"},
-		{"empty audience", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{""}, Keys: keys}}}, "at least one non-empty audience"},
-		{"alg none", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{"a"}, Algorithms: []string{"none"}, Keys: keys}}}, `algorithm "none" is not accepted`},
-		{"HS256 against a JWKS", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{"a"}, Algorithms: []string{"RS256", "HS256"}, Keys: keys}}}, `algorithm "HS256" is not accepted`},
+		{"no audience", Config{Providers: []Provider{{Issuer: "i", Keys: keys}}}, "at least one audience is required"},
+		{"empty audience", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{""}, Keys: keys}}}, "an audience is empty"},
+		{"alg none", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{"a"}, Algorithms: []string{"none"}, Keys: keys}}}, `"none" not accepted`},
+		{"HS256 against a JWKS", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{"a"}, Algorithms: []string{"RS256", "HS256"}, Keys: keys}}}, `"HS256" not accepted`},
 		{"no keys", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{"a"}}}}, "a key source is required"},
 		{"same issuer twice", Config{Providers: []Provider{{Name: "a", Issuer: "i", Audiences: []string{"a"}, Keys: keys}, {Name: "b", Issuer: "i", Audiences: []string{"a"}, Keys: keys}}}, `issuer "i" is configured twice`},
-		{"same name twice", Config{Providers: []Provider{{Name: "a", Issuer: "i", Audiences: []string{"a"}, Keys: keys}, {Name: "a", Issuer: "j", Audiences: []string{"a"}, Keys: keys}}}, `the name "a" is used twice`},
+		{"same name twice", Config{Providers: []Provider{{Name: "a", Issuer: "i", Audiences: []string{"a"}, Keys: keys}, {Name: "a", Issuer: "j", Audiences: []string{"a"}, Keys: keys}}}, `provider "a": the name is used twice`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

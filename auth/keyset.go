@@ -158,26 +158,36 @@ type KeySet struct {
 	generation  atomic.Uint64           // counts changes of the published keys
 }
 
+// Check judges where the keys come from: at least one source; JWKS URLs, and
+// the issuer when discovery finds the keys, that CheckURL accepts. A bad
+// issuer is refused here rather than at every discovery attempt, which
+// would leave a sidecar unready for ever. Every problem is reported.
+func (cfg KeySetConfig) Check() error {
+	if cfg.Issuer == "" && len(cfg.JWKSURLs) == 0 && len(cfg.Static) == 0 {
+		return errors.New("give an issuer for discovery, a JWKS URL or a JWKS file")
+	}
+	var problems []error
+	for _, u := range cfg.JWKSURLs {
+		if err := CheckURL(u, cfg.InsecureHTTP); err != nil {
+			problems = append(problems, fmt.Errorf("JWKS URL %q %w", u, err))
+		}
+	}
+	if cfg.Issuer != "" && len(cfg.JWKSURLs) == 0 {
+		if err := CheckURL(cfg.Issuer, cfg.InsecureHTTP); err != nil {
+			problems = append(problems, fmt.Errorf("issuer %q, from which OpenID Connect discovery finds the keys (no JWKS URL is given), %w", cfg.Issuer, err))
+		}
+	}
+	return errors.Join(problems...)
+}
+
 // NewKeySet checks the configuration and loads the static keys. Remote keys
 // are loaded by Run.
 func NewKeySet(cfg KeySetConfig) (*KeySet, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("key set: an HTTP client is required")
 	}
-	if cfg.Issuer == "" && len(cfg.JWKSURLs) == 0 && len(cfg.Static) == 0 {
-		return nil, errors.New("key set: give an issuer for discovery, a JWKS URL or a JWKS file")
-	}
-	for _, u := range cfg.JWKSURLs {
-		if err := CheckURL(u, cfg.InsecureHTTP); err != nil {
-			return nil, fmt.Errorf("key set: JWKS URL %q %w", u, err)
-		}
-	}
-	if cfg.Issuer != "" && len(cfg.JWKSURLs) == 0 {
-		// Refused here rather than at every discovery attempt: a bad
-		// issuer would otherwise leave the sidecar unready for ever.
-		if err := CheckURL(cfg.Issuer, cfg.InsecureHTTP); err != nil {
-			return nil, fmt.Errorf("key set: issuer %q, for OpenID Connect discovery, %w", cfg.Issuer, err)
-		}
+	if err := cfg.Check(); err != nil {
+		return nil, fmt.Errorf("key set: %w", err)
 	}
 	cfg.Client = guardRedirects(cfg.Client, cfg.InsecureHTTP)
 	if cfg.RefreshInterval <= 0 {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
+	"github.com/negotiate-sidecar/negotiate-sidecar/internal/cli"
 	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite"
 )
 
@@ -46,12 +46,13 @@ func (r *report) fail(subject, what, todo string) {
 // With --token it also judges that token as the sidecar would.
 func runCheck(ctx context.Context, args []string, env environment, stdout, stderr io.Writer) error {
 	r := &report{w: stdout}
-	s, v, err := loadSettings(args, env, true, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	s, err := loadSettings(args, env, true)
+	if errors.Is(err, cli.ErrHelp) {
+		command(true).Help(stdout)
 		return nil
 	}
 	if err != nil {
-		var ue usageError
+		var ue *cli.UsageError
 		if errors.As(err, &ue) {
 			return err // the command line itself did not parse
 		}
@@ -80,8 +81,8 @@ func runCheck(ctx context.Context, args []string, env environment, stdout, stder
 
 	checkUpstream(ctx, r, s.Upstream, client)
 
-	if v.token != "" {
-		checkToken(r, v.token, providers, len(providers) == len(s.Providers))
+	if s.token != "" {
+		checkToken(r, s.token, providers, len(providers) == len(s.Providers))
 	}
 	if r.problems > 0 {
 		fmt.Fprintf(stdout, "\n%d problem(s) found.\n", r.problems)

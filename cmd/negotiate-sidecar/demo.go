@@ -56,16 +56,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer fnSrv.Close()
 	fnURL := fnSrv.URL
 
-	leeway := 30 * time.Second
-	cfg := defaultSettings()
-	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Upstream = fnURL
-	cfg.ShutdownTimeout = 5 * time.Second
-	cfg.ShutdownDelay = 0 // nothing routes to the demo: stop at once
-	cfg.Providers = []providerSettings{{Name: "demo", Issuer: idpURL, Audiences: []string{"api://demo"}, Leeway: &leeway}}
-	cfg.SignalR.ConnectionStrings = []string{"Endpoint=https://demo.service.signalr.net;AccessKey=" + demoAccessKey + ";Version=1.0;"}
-	if errs := cfg.validate(); len(errs) > 0 {
-		return errors.Join(errs...)
+	// The demo's configuration is read as any other, from flags alone:
+	// nothing routes to the demo, so it stops at once.
+	cfg, err := loadSettings([]string{
+		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--upstream", fnURL,
+		"--issuer", idpURL, "--audience", "api://demo", "--shutdown-delay", "0s", "--shutdown-timeout", "5s",
+		"--connection-string", "Endpoint=https://demo.service.signalr.net;AccessKey=" + demoAccessKey + ";Version=1.0;",
+	}, environment{}, false)
+	if err != nil {
+		return err
 	}
 	level := zap.NewAtomicLevelAt(levelOf(lvl))
 	s, err := start(ctx, cfg, environment{}, nil, newLogger(level, "console", stderr), level)

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"io"
 	"os"
-	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -33,15 +31,6 @@ type reloader struct {
 	settle time.Duration
 }
 
-// watched returns the files whose change triggers a reload.
-func watched(s settings) []string {
-	files := slices.Clone(s.SignalR.ConnectionStringFiles)
-	if s.configFile != "" {
-		files = append(files, s.configFile)
-	}
-	return files
-}
-
 func fingerprint(files []string) map[string][32]byte {
 	out := make(map[string][32]byte, len(files))
 	for _, f := range files {
@@ -63,7 +52,7 @@ func (r *reloader) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		files := watched(r.cur.load().settings)
+		files := command(false).Watched(&r.cur.load().settings)
 		now := fingerprint(files)
 		if mapsEqual(now, r.seen) {
 			continue
@@ -89,7 +78,7 @@ func mapsEqual(a, b map[string][32]byte) bool {
 func (r *reloader) reload(ctx context.Context) {
 	log := r.deps.log
 	old := r.cur.load()
-	s, _, err := loadSettings(r.args, r.env, false, io.Discard)
+	s, err := loadSettings(r.args, r.env, false)
 	if err == nil {
 		var rt *instance
 		if rt, err = buildInstance(s, r.env, r.deps); err == nil {
@@ -100,7 +89,7 @@ func (r *reloader) reload(ctx context.Context) {
 				keep[p.keyID] = true
 			}
 			r.deps.pool.Retain(keep)
-			r.seen = fingerprint(watched(s))
+			r.seen = fingerprint(command(false).Watched(&s))
 			warnRestartNeeded(log, old.settings, s)
 			if lvl, lerr := parseLevel(s.LogLevel); lerr == nil {
 				r.level.SetLevel(lvl)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
+	"github.com/negotiate-sidecar/negotiate-sidecar/internal/cli"
 	"github.com/negotiate-sidecar/negotiate-sidecar/proxy"
 )
 
@@ -39,11 +39,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return runCheck(ctx, args[1:], env, stdout, stderr)
 		}
 	}
-	s, _, err := loadSettings(args, env, false, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	s, err := loadSettings(args, env, false)
+	if errors.Is(err, cli.ErrHelp) {
+		command(false).Help(stdout)
 		return nil
 	}
-	var ue usageError
+	var ue *cli.UsageError
 	if errors.As(err, &ue) {
 		return err
 	}
@@ -188,7 +189,7 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 	}
 
 	rl := &reloader{args: args, env: env, deps: d, cur: cur, level: level, every: s.ReloadInterval,
-		seen: fingerprint(watched(s)), onDone: m.reload, settle: 10 * time.Second}
+		seen: fingerprint(command(false).Watched(&s)), onDone: m.reload, settle: 10 * time.Second}
 	sc.running.Add(3)
 	go func() { defer sc.running.Done(); rl.run(bg) }()
 	go sc.serve(sc.proxySrv, sc.proxyLn, "proxy")
@@ -355,7 +356,7 @@ func parseLevel(s string) (zapcore.Level, error) {
 	case "error":
 		return zapcore.ErrorLevel, nil
 	}
-	return zapcore.InfoLevel, fmt.Errorf("log level %q: choose debug, info, warn or error", s)
+	return zapcore.InfoLevel, errors.New("choose debug, info, warn or error")
 }
 
 // levelOf is the zap level for a validated level name.

@@ -309,13 +309,13 @@ func TestConfigurationErrors(t *testing.T) {
 		env  map[string]string
 		want []string
 	}{
-		{"nothing", nil, nil, []string{"upstream is required", "no identity provider", "no connection string"}},
-		{"issuer without audience", []string{"--issuer", "https://idp.test/"}, nil, []string{`provider "idp.test": at least one audience is required`}},
+		{"nothing", nil, nil, []string{"upstream: required", "no identity provider", "no connection string"}},
+		{"issuer without audience", []string{"--issuer", "https://idp.test/"}, nil, []string{`providers[0].audiences: at least one audience is required`}},
 		{"bad upstream", append([]string{"--upstream", "127.0.0.1:80"}, good[2:]...), nil, []string{"must be an absolute http or https URL"}},
 		{"bad log format", append([]string{"--log-format", "xml"}, good...), nil, []string{"choose json or console"}},
 		{"bad env duration", good, map[string]string{"NEGOTIATE_SIDECAR_LEEWAY": "soon"}, []string{"NEGOTIATE_SIDECAR_LEEWAY"}},
-		{"alg none", append([]string{"--algorithms", "RS256,none"}, good...), nil, []string{`algorithm "none" is not accepted`}},
-		{"issuer not a URL, for discovery", append(good, "--issuer", "corp-idp"), nil, []string{`issuer "corp-idp" must be an absolute https URL`}},
+		{"alg none", append([]string{"--algorithms", "RS256,none"}, good...), nil, []string{`--algorithms="RS256,none": "none" not accepted`}},
+		{"issuer not a URL, for discovery", append([]string{"--issuer", "corp-idp"}, good[:2]...), map[string]string{"NEGOTIATE_SIDECAR_AUDIENCE": "a", "AzureSignalRConnectionString": "Endpoint=https://x.service.signalr.net;AccessKey=" + key}, []string{`issuer "corp-idp", from which OpenID Connect discovery finds the keys (no JWKS URL is given), must be an absolute http or https URL`}},
 		{"http JWKS URL", append(good, "--jwks-url", "http://idp.test/keys"), nil, []string{`JWKS URL "http://idp.test/keys" uses plain http`, "insecure_http: true"}},
 		{"entra connection string", append(good[:6:6], "--connection-string", "Endpoint=https://x.service.signalr.net;AuthType=azure.msi;ClientId=abc"), nil, []string{"AuthType=azure.msi: the app signs client tokens with a key it fetches through Microsoft Entra ID"}},
 		{"broken connection string", append(good[:6:6], "--connection-string", "AccessKey="+key), nil, []string{"Endpoint"}},

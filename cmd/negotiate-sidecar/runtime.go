@@ -53,13 +53,7 @@ func buildInstance(s settings, env environment, d deps) (*instance, error) {
 	}
 	var rw *rewrite.Rewriter
 	if len(problems) == 0 {
-		rw, err = rewrite.New(formatOf(s.Service), rewrite.Keys(eps), rewrite.Options{
-			ForwardClaims:       s.Tokens.ForwardClaims,
-			MaxTokenLifetime:    s.Tokens.MaxTokenLifetime,
-			BindToCallerExpiry:  s.Tokens.BindToCallerExpiry,
-			CloseOnCallerExpiry: s.Tokens.CloseOnCallerExpiry,
-			MaxTokenLength:      s.Tokens.MaxTokenLength,
-		})
+		rw, err = rewrite.New(formatOf(s.Service), rewrite.Keys(eps), s.rewriteOptions())
 		if err != nil {
 			problems = append(problems, err)
 		}
@@ -115,11 +109,20 @@ func buildInstance(s settings, env environment, d deps) (*instance, error) {
 	return rt, nil
 }
 
-// keySetConfig describes where the provider's keys come from: the JWKS
-// file, JWKS URLs, or, with neither, OpenID Connect discovery from the
-// issuer. It reads the file.
+// keySources describes where the provider's keys come from: the JWKS file,
+// JWKS URLs, or, with neither, OpenID Connect discovery from the issuer.
+func (ps providerSettings) keySources() auth.KeySetConfig {
+	cfg := auth.KeySetConfig{JWKSURLs: ps.JWKSURLs, RefreshInterval: ps.RefreshInterval, InsecureHTTP: ps.InsecureHTTP}
+	if len(ps.JWKSURLs) == 0 && ps.JWKSFile == "" {
+		cfg.Issuer = ps.Issuer
+	}
+	return cfg
+}
+
+// keySetConfig is keySources with the JWKS file read and client to fetch with.
 func (ps providerSettings) keySetConfig(client *http.Client) (auth.KeySetConfig, error) {
-	cfg := auth.KeySetConfig{JWKSURLs: ps.JWKSURLs, Client: client, RefreshInterval: ps.RefreshInterval, InsecureHTTP: ps.InsecureHTTP}
+	cfg := ps.keySources()
+	cfg.Client = client
 	if ps.JWKSFile != "" {
 		static, err := os.ReadFile(ps.JWKSFile)
 		if err != nil {
@@ -127,25 +130,24 @@ func (ps providerSettings) keySetConfig(client *http.Client) (auth.KeySetConfig,
 		}
 		cfg.Static = static
 	}
-	if len(ps.JWKSURLs) == 0 && len(cfg.Static) == 0 {
-		cfg.Issuer = ps.Issuer
-	}
 	return cfg, nil
 }
 
-// authProvider is the provider as the authenticator takes it, verified with ks.
+// authProvider is the provider as the authenticator takes it, verified with
+// ks; without ks, for judging the settings only.
 func (ps providerSettings) authProvider(ks *auth.KeySet) auth.Provider {
-	return auth.Provider{
+	p := auth.Provider{
 		Name:       ps.Name,
 		Issuer:     ps.Issuer,
 		Audiences:  ps.Audiences,
 		Algorithms: ps.Algorithms,
-		Leeway:     *ps.Leeway,
+		Leeway:     ps.Leeway,
 		UserClaim:  ps.UserClaim,
-		Keys:       ks.Keyfunc,
-		Loaded:     ks.Loaded,
-		Generation: ks.Generation,
 	}
+	if ks != nil {
+		p.Keys, p.Loaded, p.Generation = ks.Keyfunc, ks.Loaded, ks.Generation
+	}
+	return p
 }
 
 // ready reports why the instance cannot serve yet, or nil: every provider

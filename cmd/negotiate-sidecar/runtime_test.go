@@ -24,7 +24,6 @@ func TestReadinessFollowsMaxStaleness(t *testing.T) {
 		transport: proxy.NewTransport(),
 		pool:      auth.NewKeyPool(ctx, zap.NewNop(), &http.Client{Timeout: 5 * time.Second}, func(string, error) {}),
 	}
-	leeway := time.Duration(0)
 	for _, tt := range []struct {
 		name      string
 		staleness time.Duration
@@ -36,12 +35,10 @@ func TestReadinessFollowsMaxStaleness(t *testing.T) {
 		{"stale keys past the limit", 24 * time.Hour, 25 * time.Hour, "last fetched more than 24h0m0s ago"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			s := defaultSettings()
-			s.Upstream = "http://127.0.0.1:1"
-			s.Providers = []providerSettings{{Name: "p", Issuer: idp.URL, Audiences: []string{"a"}, Leeway: &leeway, MaxStaleness: tt.staleness}}
-			s.SignalR.ConnectionStrings = []string{"Endpoint=https://x.service.signalr.net;AccessKey=" + testAccessKey}
-			if errs := s.validate(); len(errs) > 0 {
-				t.Fatal(errs)
+			s, err := loadSettings([]string{"--upstream", "http://127.0.0.1:1", "--issuer", idp.URL, "--audience", "a", "--leeway", "0s",
+				"--max-staleness", tt.staleness.String(), "--connection-string", "Endpoint=https://x.service.signalr.net;AccessKey=" + testAccessKey}, environment{}, false)
+			if err != nil {
+				t.Fatal(err)
 			}
 			rt, err := buildInstance(s, environment{}, d)
 			if err != nil {
