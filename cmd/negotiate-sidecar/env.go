@@ -16,8 +16,3 @@ func newEnvironment(entries []string) environment {
 	}
 	return env
 }
-
-func (e environment) lookup(name string) (string, bool) {
-	v, ok := e[name]
-	return v, ok
-}
