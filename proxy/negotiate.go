@@ -135,22 +135,7 @@ func (h *Handler) negotiate(w http.ResponseWriter, r *http.Request) outcome {
 	}
 	out, err := h.cfg.Rewriter.Rewrite(body, rewrite.Caller{UserID: id.UserID, Claims: id.Claims, Expiry: id.Expiry})
 	if err != nil {
-		o.err = err
-		var re *rewrite.Error
-		if errors.As(err, &re) {
-			o.reason = string(re.Reason)
-			if re.Reason == rewrite.ReasonCallerExpired {
-				// The caller's token expired while the app answered (it was
-				// within the leeway when checked): the caller must get a new
-				// one, as for any expired token.
-				o.name = OutcomeUnauthenticated
-				writeUnauthorized(w, r, auth.ReasonExpired)
-				return o
-			}
-		}
-		o.name = OutcomeRewriteFailed
-		writeProblem(w, r, http.StatusBadGateway, "Bad gateway", "The app's negotiate response could not be verified and rewritten.")
-		return o
+		return rewriteFailed(w, r, err, o)
 	}
 	header := w.Header()
 	copyHeader(header, resp.Header)
@@ -164,6 +149,26 @@ func (h *Handler) negotiate(w http.ResponseWriter, r *http.Request) outcome {
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(out)
 	o.name = OutcomeRewritten
+	return o
+}
+
+// rewriteFailed answers a negotiate whose answer could not be rewritten.
+func rewriteFailed(w http.ResponseWriter, r *http.Request, err error, o outcome) outcome {
+	o.err = err
+	var re *rewrite.Error
+	if errors.As(err, &re) {
+		o.reason = string(re.Reason)
+		if re.Reason == rewrite.ReasonCallerExpired {
+			// The caller's token expired while the app answered (it was
+			// within the leeway when checked): the caller must get a new
+			// one, as for any expired token.
+			o.name = OutcomeUnauthenticated
+			writeUnauthorized(w, r, auth.ReasonExpired)
+			return o
+		}
+	}
+	o.name = OutcomeRewriteFailed
+	writeProblem(w, r, http.StatusBadGateway, "Bad gateway", "The app's negotiate response could not be verified and rewritten.")
 	return o
 }
 

@@ -256,6 +256,12 @@ func checkToken(r *report, token string, providers []auth.Provider, complete boo
 		r.fail("token", err.Error(), "")
 		return
 	}
+	r.fail("token", fmt.Sprintf("refused (%s): %v", ae.Reason, ae.Err), tokenHint(token, ae, providers, complete))
+}
+
+// tokenHint explains a refusal with what the token says against what is
+// configured: complete is false when some providers failed to load.
+func tokenHint(token string, ae *auth.Error, providers []auth.Provider, complete bool) string {
 	claims := jwt.MapClaims{}
 	unverified, _, _ := jwt.NewParser().ParseUnverified(token, claims)
 	var p *auth.Provider
@@ -301,7 +307,7 @@ func checkToken(r *report, token string, providers []auth.Provider, complete boo
 		})
 		todo = fmt.Sprintf("choose --user-claim among the token's claims: %s", strings.Join(names, ", "))
 	}
-	r.fail("token", fmt.Sprintf("refused (%s): %v", ae.Reason, ae.Err), todo)
+	return todo
 }
 
 // splitJoined returns the errors inside an errors.Join, or err alone.

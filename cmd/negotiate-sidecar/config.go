@@ -117,6 +117,11 @@ func prov[T any](field func(*providerSettings) *T) func(*settings, int) *T {
 // environment and the flags, and the README's configuration table all come
 // from here.
 func declarations() []cli.Setting[settings] {
+	return slices.Concat(serverDeclarations(), providerDeclarations(), tokenDeclarations())
+}
+
+// serverDeclarations are the settings of the proxy and admin servers.
+func serverDeclarations() []cli.Setting[settings] {
 	return []cli.Setting[settings]{
 		{Flag: "config", Meta: "FILE", Path: true, Watch: true,
 			Help:  "The configuration file. It is re-read when it changes.",
@@ -163,6 +168,12 @@ func declarations() []cli.Setting[settings] {
 		{Flag: "token-cache-size", Key: "token_cache_size", Default: "4096",
 			Help:  "Verified caller tokens remembered, so that a token presented again (every reconnect, every API call) skips the signature check. Only tokens that verified are kept, each until its `exp` plus `leeway`, and all of a provider's are dropped when its keys change. Memory stays under 2 KiB a token (8 MiB at the default); the least recently used go first. `0` turns it off. Restart to apply a change.",
 			Value: cli.Int(top(func(s *settings) *int { return &s.TokenCacheSize }), cli.Between(0, 1_000_000))},
+	}
+}
+
+// providerDeclarations are the settings of each identity provider.
+func providerDeclarations() []cli.Setting[settings] {
+	return []cli.Setting[settings]{
 		{Key: "providers[].name", Group: "providers",
 			Help:  "The provider's name in logs and metrics. Default: the issuer's host, such as `login.microsoftonline.com`.",
 			Value: cli.String(prov(func(p *providerSettings) *string { return &p.Name }), nil)},
@@ -196,6 +207,13 @@ func declarations() []cli.Setting[settings] {
 		{Flag: "insecure-http", Key: "providers[].insecure_http", Default: "false", Group: "providers",
 			Help:  "Allow plain `http` to the identity provider (the issuer for discovery, JWKS URLs, the discovered `jwks_uri`), for one inside the cluster that serves no TLS. Without it, keys are only fetched over `https`, or `http` to a loopback host (`localhost`, `127.0.0.0/8`, `::1`). Redirects are followed at most 5 times, and never from `https` to `http`, whatever this says.",
 			Value: cli.Bool(prov(func(p *providerSettings) *bool { return &p.InsecureHTTP }))},
+	}
+}
+
+// tokenDeclarations are the settings of the service tokens: the connection
+// strings whose keys sign them, and what goes into them.
+func tokenDeclarations() []cli.Setting[settings] {
+	return []cli.Setting[settings]{
 		{Flag: "connection-string", Key: "signalr.connection_strings",
 			Help:  "A connection string whose `AccessKey` may sign tokens, added to those the app's own settings in the environment hold (`AzureSignalRConnectionString`, `Azure__SignalR__Endpoints__*`, `WebPubSubConnectionString`) and to the file's list.",
 			Value: cli.Item(top(func(s *settings) *[]string { return &s.SignalR.ConnectionStrings }))},

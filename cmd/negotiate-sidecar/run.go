@@ -110,11 +110,6 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 	// only after the servers have drained, not with the first signal.
 	bg, cancelBG := context.WithCancel(context.WithoutCancel(ctx))
 	ok := false
-	defer func() {
-		if !ok {
-			cancelBG()
-		}
-	}()
 
 	reg := prometheus.NewRegistry()
 	cur := &current{}
@@ -130,6 +125,7 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 	defer func() {
 		if !ok {
 			d.pool.Close()
+			cancelBG()
 		}
 	}()
 	rt, err := buildInstance(s, env, d)
@@ -138,14 +134,9 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 	}
 	cur.p.Store(rt)
 
-	proxyLn, err := net.Listen("tcp", s.Listen)
+	proxyLn, adminLn, err := listen(s)
 	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
-	}
-	adminLn, err := net.Listen("tcp", s.AdminListen)
-	if err != nil {
-		proxyLn.Close()
-		return nil, fmt.Errorf("admin listen: %w", err)
+		return nil, err
 	}
 
 	sc := &sidecar{
@@ -162,20 +153,48 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 		timeout:   s.ShutdownTimeout,
 	}
 	sc.proxyLn = proxy.LimitListener(proxyLn, s.MaxConnections, func() { sc.shedIdle(s.MaxConnections) })
+	sc.newServers(bg, reg)
+
+	rl := &reloader{args: args, env: env, deps: d, cur: cur, level: level, every: s.ReloadInterval,
+		seen: fingerprint(command(false).Watched(&s)), onDone: m.reload, settle: 10 * time.Second}
+	sc.running.Add(3)
+	go func() { defer sc.running.Done(); rl.run(bg) }()
+	go sc.serve(sc.proxySrv, sc.proxyLn, "proxy")
+	go sc.serve(sc.adminSrv, sc.adminLn, "admin")
+	logStarted(log, s, rt)
+	ok = true
+	return sc, nil
+}
+
+// listen opens the proxy's and the admin server's listeners.
+func listen(s settings) (proxyLn, adminLn net.Listener, err error) {
+	if proxyLn, err = net.Listen("tcp", s.Listen); err != nil {
+		return nil, nil, fmt.Errorf("listen: %w", err)
+	}
+	if adminLn, err = net.Listen("tcp", s.AdminListen); err != nil {
+		proxyLn.Close()
+		return nil, nil, fmt.Errorf("admin listen: %w", err)
+	}
+	return proxyLn, adminLn, nil
+}
+
+// newServers makes the proxy server, whose requests run on bg, and the admin
+// server of reg's metrics and the probes.
+func (sc *sidecar) newServers(bg context.Context, reg *prometheus.Registry) {
 	ready := func() error {
 		if sc.draining.Load() {
 			return errors.New("shutting down")
 		}
-		return cur.load().ready(time.Now())
+		return sc.cur.load().ready(time.Now())
 	}
 	sc.proxySrv = &http.Server{
-		Handler:           cur,
+		Handler:           sc.cur,
 		ReadHeaderTimeout: 10 * time.Second,
 		// No ReadTimeout or WriteTimeout: other routes may stream for as
 		// long as they like. Negotiate bodies are bounded per request.
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       zap.NewStdLog(log.Named("http")),
+		ErrorLog:       zap.NewStdLog(sc.log.Named("http")),
 		BaseContext:    func(net.Listener) context.Context { return bg },
 	}
 	// Probes and scrapes are short requests with short answers.
@@ -185,15 +204,12 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       time.Minute,
-		ErrorLog:          zap.NewStdLog(log.Named("admin")),
+		ErrorLog:          zap.NewStdLog(sc.log.Named("admin")),
 	}
+}
 
-	rl := &reloader{args: args, env: env, deps: d, cur: cur, level: level, every: s.ReloadInterval,
-		seen: fingerprint(command(false).Watched(&s)), onDone: m.reload, settle: 10 * time.Second}
-	sc.running.Add(3)
-	go func() { defer sc.running.Done(); rl.run(bg) }()
-	go sc.serve(sc.proxySrv, sc.proxyLn, "proxy")
-	go sc.serve(sc.adminSrv, sc.adminLn, "admin")
+// logStarted says what the sidecar started with: never a key or a token.
+func logStarted(log *zap.Logger, s settings, rt *instance) {
 	log.Info("started",
 		zap.String("version", version),
 		zap.String("upstream", s.Upstream),
@@ -203,8 +219,6 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 		zap.String("config", s.configFile),
 		zap.Int("max_connections", s.MaxConnections),
 	)
-	ok = true
-	return sc, nil
 }
 
 func (sc *sidecar) serve(srv *http.Server, ln net.Listener, name string) {

@@ -82,11 +82,20 @@ func buildInstance(s settings, env environment, d deps) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
+	rt.handler, err = newHandler(s, rt.authn, rw, d)
+	if err != nil {
+		return nil, err
+	}
+	return rt, nil
+}
+
+// newHandler is the proxy's request path for s.
+func newHandler(s settings, authn *auth.Authenticator, rw *rewrite.Rewriter, d deps) (http.Handler, error) {
 	upstream, _ := url.Parse(s.Upstream) // validated with the settings
 	matcher, _ := proxy.NewMatcher(s.NegotiatePaths)
 	h, err := proxy.New(proxy.Config{
 		Upstream:         upstream,
-		Authenticator:    rt.authn,
+		Authenticator:    authn,
 		Rewriter:         rw,
 		Negotiate:        matcher,
 		MaxBodyBytes:     s.MaxBodyBytes,
@@ -100,13 +109,12 @@ func buildInstance(s settings, env environment, d deps) (*instance, error) {
 	}
 	// The negotiate timeout bounds the caller's body as well as the app's
 	// answer: a negotiate is a short call at both ends.
-	rt.handler = proxy.LimitRequests(h, proxy.RequestLimits{
+	return proxy.LimitRequests(h, proxy.RequestLimits{
 		Negotiate: matcher,
 		Timeout:   s.NegotiateTimeout,
 		Logger:    d.log.Named("proxy"),
 		Metrics:   d.metrics,
-	})
-	return rt, nil
+	}), nil
 }
 
 // keySources describes where the provider's keys come from: the JWKS file,
