@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,9 +33,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		switch args[0] {
 		case "demo":
 			return runDemo(ctx, args[1:], stdout, stderr)
-		case "version":
-			fmt.Fprintln(stdout, "negotiate-sidecar", version)
-			return nil
+		case "version", "--version", "-version":
+			return runVersion(args[1:], stdout)
 		case "check":
 			return runCheck(ctx, args[1:], env, stdout, stderr)
 		}
@@ -60,6 +60,36 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 	sc.hurry = notifyShutdownSignals
 	return sc.wait()
+}
+
+// runVersion prints the binary's version.
+func runVersion(args []string, stdout io.Writer) error {
+	c := &cli.Command[struct{}]{Name: "negotiate-sidecar version", Usage: "Usage: negotiate-sidecar version\n\nPrints the version of this binary."}
+	if _, _, err := c.Load(args, nil); errors.Is(err, cli.ErrHelp) {
+		c.Help(stdout)
+		return nil
+	} else if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "negotiate-sidecar", binaryVersion())
+	return nil
+}
+
+// binaryVersion is the version set at build time, else the module version
+// the go command recorded (go install ...@v1.2.3), else "dev".
+func binaryVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	return versionOf(version, info, ok)
+}
+
+func versionOf(ldflags string, info *debug.BuildInfo, ok bool) string {
+	if ldflags != "dev" && ldflags != "" {
+		return ldflags
+	}
+	if ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return info.Main.Version
+	}
+	return "dev"
 }
 
 // notifyShutdownSignals relays the shutdown signals that arrive from now on.
@@ -211,7 +241,7 @@ func (sc *sidecar) newServers(bg context.Context, reg *prometheus.Registry) {
 // logStarted says what the sidecar started with: never a key or a token.
 func logStarted(log *zap.Logger, s settings, rt *instance) {
 	log.Info("started",
-		zap.String("version", version),
+		zap.String("version", binaryVersion()),
 		zap.String("upstream", s.Upstream),
 		zap.String("service", s.Service),
 		zap.Strings("providers", rt.authn.Providers()),
