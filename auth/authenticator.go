@@ -108,6 +108,12 @@ const (
 	ReasonCrit        Reason = "crit"          // the header marks extensions critical (crit), none of which is understood
 )
 
+// Reasons returns every Reason a refusal can have.
+func Reasons() []Reason {
+	return []Reason{ReasonMissing, ReasonMalformed, ReasonAlgorithm, ReasonUnknownKey, ReasonSignature, ReasonExpired,
+		ReasonNotYetValid, ReasonIssuer, ReasonAudience, ReasonUserClaim, ReasonNoKeys, ReasonCrit}
+}
+
 // Error is a refused token. Its message carries the detail for logs; Reason
 // is what the caller may learn.
 type Error struct {

@@ -45,6 +45,18 @@ const (
 	ReasonUnreadable = "unreadable"
 )
 
+// Outcomes returns every outcome a negotiate is logged and counted with.
+func Outcomes() []string {
+	return []string{OutcomeRewritten, OutcomePreflight, OutcomeUnauthenticated, OutcomeNotReady, OutcomeUpstreamStatus,
+		OutcomeRewriteFailed, OutcomeUpstreamUnreachable, OutcomeUpstreamTimeout, OutcomeClientGone,
+		OutcomeRequestTooLarge, OutcomeRequestTimeout}
+}
+
+// Reasons returns the proxy's own reasons, beside those of auth and rewrite.
+func Reasons() []string {
+	return []string{ReasonTokenInStatus, ReasonTokenInPreflight, ReasonTooLarge, ReasonUnreadable}
+}
+
 // outcome is what became of one negotiate request: the one value that its
 // log line and metrics are made from.
 type outcome struct {

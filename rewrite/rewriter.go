@@ -208,6 +208,12 @@ const (
 	ReasonCallerClaim     Reason = "caller_claim"     // a forwarded caller claim cannot be written as JSON
 )
 
+// Reasons returns every Reason a failed rewrite can have.
+func Reasons() []Reason {
+	return []Reason{ReasonNotJSON, ReasonNoToken, ReasonMalformedToken, ReasonUnknownEndpoint, ReasonSignature,
+		ReasonTooLong, ReasonURLMismatch, ReasonTokenMismatch, ReasonCallerExpired, ReasonCallerClaim}
+}
+
 // Error is a failed rewrite. It never contains a token or a key.
 type Error struct {
 	Reason Reason

@@ -5,6 +5,10 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
+	"github.com/negotiate-sidecar/negotiate-sidecar/proxy"
+	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite"
 )
 
 var update = flag.Bool("update", false, "rewrite the README's configuration table from the declarations")
@@ -41,4 +45,62 @@ func TestReadmeConfigurationTable(t *testing.T) {
 		return
 	}
 	t.Errorf("the configuration table of the README is out of date; run go test ./cmd/negotiate-sidecar -run TestReadmeConfigurationTable -update")
+}
+
+// TestReadmeTroubleshooting checks that the README's Troubleshooting table
+// explains every outcome and every reason the binary logs: those of auth,
+// rewrite and the proxy's own.
+func TestReadmeTroubleshooting(t *testing.T) {
+	data, err := os.ReadFile(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(data)
+	start := strings.Index(readme, "## Troubleshooting\n")
+	if start < 0 {
+		t.Fatal("the README has no ## Troubleshooting section")
+	}
+	section := readme[start:]
+	if end := strings.Index(section[1:], "\n## "); end >= 0 {
+		section = section[:end+1]
+	}
+	var names []string
+	for _, r := range auth.Reasons() {
+		names = append(names, string(r))
+	}
+	for _, r := range rewrite.Reasons() {
+		names = append(names, string(r))
+	}
+	names = append(append(names, proxy.Reasons()...), proxy.Outcomes()...)
+	for _, name := range names {
+		found := false
+		for _, line := range strings.Split(section, "\n") {
+			cells := strings.Split(line, "|")
+			found = found || len(cells) > 2 && strings.Contains(cells[1], "`"+name+"`")
+		}
+		if !found {
+			t.Errorf("the Troubleshooting table has no row for `%s`", name)
+		}
+	}
+}
+
+// TestReadmeGoVersion: the README states the Go version go.mod requires.
+func TestReadmeGoVersion(t *testing.T) {
+	mod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mod), "\n") {
+		if v, ok := strings.CutPrefix(line, "go "); ok {
+			if !strings.Contains(string(readme), "Go "+v+" or later, the version `go.mod` requires") {
+				t.Errorf("the README's install section does not say that go.mod requires Go %s", v)
+			}
+			return
+		}
+	}
+	t.Fatal("go.mod has no go line")
 }
