@@ -15,8 +15,12 @@ const (
 	secondFakeAccessKey = "ZmFrZS1zZWNvbmRhcnkta2V5LWZvci10ZXN0cw=="
 )
 
+// formatOf is the format of the service name; "" is signalr.
 func formatOf(t *testing.T, name string) Format {
 	t.Helper()
+	if name == "" {
+		name = "signalr"
+	}
 	f, err := FormatByName(name)
 	if err != nil {
 		t.Fatal(err)
@@ -273,11 +277,7 @@ func TestParseEndpoints(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			service := tt.service
-			if service == "" {
-				service = "signalr"
-			}
-			got, err := formatOf(t, service).Endpoints(tt.in)
+			got, err := formatOf(t, tt.service).Endpoints(tt.in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -344,11 +344,7 @@ func TestParseEndpointsErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			service := tt.service
-			if service == "" {
-				service = "signalr"
-			}
-			_, err := formatOf(t, service).Endpoints(tt.in)
+			_, err := formatOf(t, tt.service).Endpoints(tt.in)
 			got := errString(err)
 			if got != tt.want {
 				t.Errorf("error:\n%s\nwant:\n%s", got, tt.want)
@@ -482,11 +478,7 @@ func TestCollectConnectionStrings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			service := tt.service
-			if service == "" {
-				service = "signalr"
-			}
-			got, err := formatOf(t, service).Collect(Sources{Env: tt.env, Inline: tt.strings, Files: tt.files})
+			got, err := formatOf(t, tt.service).Collect(Sources{Env: tt.env, Inline: tt.strings, Files: tt.files})
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("\n got %q\nwant %q", got, tt.want)
 			}

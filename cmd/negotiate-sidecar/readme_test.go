@@ -24,11 +24,7 @@ const (
 // that no setting is undocumented and no documented setting is gone; with
 // -update it rewrites the table.
 func TestReadmeConfigurationTable(t *testing.T) {
-	data, err := os.ReadFile(readmePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme := string(data)
+	readme := readFile(t, readmePath)
 	section := strings.Index(readme, "### Configuration\n")
 	start, end := strings.Index(readme, configStart), strings.Index(readme, configEnd)
 	if section < 0 || start < section || end < start {
@@ -51,11 +47,7 @@ func TestReadmeConfigurationTable(t *testing.T) {
 // explains every outcome and every reason the binary logs: those of auth,
 // rewrite and the proxy's own.
 func TestReadmeTroubleshooting(t *testing.T) {
-	data, err := os.ReadFile(readmePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme := string(data)
+	readme := readFile(t, readmePath)
 	start := strings.Index(readme, "## Troubleshooting\n")
 	if start < 0 {
 		t.Fatal("the README has no ## Troubleshooting section")
@@ -86,21 +78,23 @@ func TestReadmeTroubleshooting(t *testing.T) {
 
 // TestReadmeGoVersion: the README states the Go version go.mod requires.
 func TestReadmeGoVersion(t *testing.T) {
-	mod, err := os.ReadFile("../../go.mod")
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme, err := os.ReadFile(readmePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(mod), "\n") {
+	readme := readFile(t, readmePath)
+	for _, line := range strings.Split(readFile(t, "../../go.mod"), "\n") {
 		if v, ok := strings.CutPrefix(line, "go "); ok {
-			if !strings.Contains(string(readme), "Go "+v+" or later, the version `go.mod` requires") {
+			if !strings.Contains(readme, "Go "+v+" or later, the version `go.mod` requires") {
 				t.Errorf("the README's install section does not say that go.mod requires Go %s", v)
 			}
 			return
 		}
 	}
 	t.Fatal("go.mod has no go line")
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }
