@@ -291,11 +291,19 @@ func loadSettings(args []string, env environment, check bool) (settings, error) 
 	return s, errors.Join(problems...)
 }
 
-// fillDefaults fills in the defaults that derive from other settings.
+// fillDefaults fills in the defaults that derive from other settings, and
+// those of a list or name the file gave empty.
 func fillDefaults(s *settings) {
 	for i := range s.Providers {
-		if p := &s.Providers[i]; p.Name == "" {
+		p := &s.Providers[i]
+		if p.Name == "" {
 			p.Name = defaultProviderName(p.Issuer, i)
+		}
+		if len(p.Algorithms) == 0 {
+			p.Algorithms = auth.DefaultAlgorithms()
+		}
+		if p.UserClaim == "" {
+			p.UserClaim = "sub"
 		}
 	}
 }
