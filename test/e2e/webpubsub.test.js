@@ -95,6 +95,8 @@ before(
         "--jwks-file", jwksFile,
         "--audience", idp.audience,
         "--log-level", "debug",
+        // Shorter than the default 5 s, which stopSidecar would not wait out; still a real delay.
+        "--shutdown-delay", "1s",
       ],
       { cwd: tmpDir, env: { WebPubSubConnectionString: connectionString } },
     );
