@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -12,10 +13,13 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// DefaultAlgorithms are the asymmetric JWS algorithms accepted by default.
-// Symmetric (HS*) algorithms are never accepted against a JWKS: a public key
-// used as an HMAC secret would let anyone who knows it mint tokens.
-var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+// DefaultAlgorithms returns the asymmetric JWS algorithms accepted by
+// default, which are also the only ones that may be chosen. Symmetric (HS*)
+// algorithms are never accepted against a JWKS: a public key used as an HMAC
+// secret would let anyone who knows it mint tokens.
+func DefaultAlgorithms() []string {
+	return []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+}
 
 // maxUserIDBytes bounds the user id. Azure's client tokens must stay under
 // 4096 characters in all, and an id this long is certainly a mistake.
@@ -35,7 +39,8 @@ type Provider struct {
 	// Algorithms lists accepted alg values. Default DefaultAlgorithms.
 	// "none" and HS* are refused.
 	Algorithms []string
-	// Leeway is the clock skew allowed on exp, nbf and iat.
+	// Leeway is the clock skew allowed on exp, nbf and iat, at most
+	// MaxLeeway.
 	Leeway time.Duration
 	// UserClaim names the claim that holds the user id. A claim of exactly
 	// that name is used if present (URI claim names contain dots), otherwise
@@ -103,6 +108,12 @@ const (
 	ReasonCrit        Reason = "crit"          // the header marks extensions critical (crit), none of which is understood
 )
 
+// Reasons returns every Reason a refusal can have.
+func Reasons() []Reason {
+	return []Reason{ReasonMissing, ReasonMalformed, ReasonAlgorithm, ReasonUnknownKey, ReasonSignature, ReasonExpired,
+		ReasonNotYetValid, ReasonIssuer, ReasonAudience, ReasonUserClaim, ReasonNoKeys, ReasonCrit}
+}
+
 // Error is a refused token. Its message carries the detail for logs; Reason
 // is what the caller may learn.
 type Error struct {
@@ -130,6 +141,99 @@ type provider struct {
 	parser *jwt.Parser
 }
 
+// MaxLeeway is the most clock skew a Provider may allow.
+const MaxLeeway = 5 * time.Minute
+
+// ErrNoProvider is the problem of a configuration without a provider.
+var ErrNoProvider = errors.New("no identity provider is configured")
+
+// CheckIssuer, CheckAudiences, CheckAlgorithms and CheckLeeway judge one
+// field of a Provider each; CheckProviders applies them to every provider,
+// with what concerns providers together. New applies CheckProviders.
+
+// CheckIssuer requires an issuer.
+func CheckIssuer(issuer string) error {
+	if issuer == "" {
+		return errors.New("an issuer is required: the exact iss claim of your callers' tokens")
+	}
+	return nil
+}
+
+// CheckAudiences requires at least one audience, none empty.
+func CheckAudiences(audiences []string) error {
+	switch {
+	case len(audiences) == 0:
+		return errors.New("at least one audience is required: the aud your callers' tokens carry")
+	case slices.Contains(audiences, ""):
+		return errors.New("an audience is empty; list the aud values your callers' tokens carry")
+	}
+	return nil
+}
+
+// CheckAlgorithms accepts only DefaultAlgorithms; an empty list means them all.
+func CheckAlgorithms(algorithms []string) error {
+	var refused []string
+	for _, alg := range algorithms {
+		if !slices.Contains(DefaultAlgorithms(), alg) {
+			refused = append(refused, strconv.Quote(alg))
+		}
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("%s not accepted; choose from %s (never none or HS*)", strings.Join(refused, " and "), strings.Join(DefaultAlgorithms(), ","))
+	}
+	return nil
+}
+
+// CheckLeeway accepts a leeway from 0 to MaxLeeway.
+func CheckLeeway(d time.Duration) error {
+	if d < 0 || d > MaxLeeway {
+		return fmt.Errorf("choose a value from 0s to %s", strings.TrimSuffix(strings.TrimSuffix(MaxLeeway.String(), "0s"), "0s"))
+	}
+	return nil
+}
+
+// CheckProviders judges every provider's fields, each problem prefixed with
+// the provider's name, and what CheckDistinct judges. Keys are not judged.
+func CheckProviders(ps []Provider) error {
+	if len(ps) == 0 {
+		return ErrNoProvider
+	}
+	var problems []error
+	for _, p := range ps {
+		for _, err := range []error{CheckIssuer(p.Issuer), CheckAudiences(p.Audiences), CheckAlgorithms(p.Algorithms), CheckLeeway(p.Leeway)} {
+			if err != nil {
+				problems = append(problems, fmt.Errorf("provider %q: %w", providerName(p), err))
+			}
+		}
+	}
+	return errors.Join(append(problems, CheckDistinct(ps))...)
+}
+
+// CheckDistinct requires distinct names and issuers: a token must map to
+// exactly one provider, and names label metrics.
+func CheckDistinct(ps []Provider) error {
+	var problems []error
+	var names, issuers []string
+	for _, p := range ps {
+		where := fmt.Sprintf("provider %q", providerName(p))
+		if slices.Contains(names, providerName(p)) {
+			problems = append(problems, fmt.Errorf("%s: the name is used twice; give each provider its own name (names label metrics and must differ)", where))
+		}
+		if p.Issuer != "" && slices.Contains(issuers, p.Issuer) {
+			problems = append(problems, fmt.Errorf("%s: issuer %q is configured twice; a token must map to exactly one provider, so merge their audiences into one", where, p.Issuer))
+		}
+		names, issuers = append(names, providerName(p)), append(issuers, p.Issuer)
+	}
+	return errors.Join(problems...)
+}
+
+func providerName(p Provider) string {
+	if p.Name == "" {
+		return p.Issuer
+	}
+	return p.Name
+}
+
 // New checks cfg and returns an Authenticator. All problems are reported
 // together.
 func New(cfg Config) (*Authenticator, error) {
@@ -138,41 +242,19 @@ func New(cfg Config) (*Authenticator, error) {
 	}
 	a := &Authenticator{providers: map[string]*provider{}, now: cfg.Now, peek: jwt.NewParser(jwt.WithJSONNumber()), cache: cfg.Cache}
 	var problems []error
-	if len(cfg.Providers) == 0 {
-		problems = append(problems, errors.New("at least one identity provider is required (--issuer)"))
+	if err := CheckProviders(cfg.Providers); err != nil {
+		problems = append(problems, err)
 	}
-	for i, p := range cfg.Providers {
-		if p.Name == "" {
-			p.Name = p.Issuer
-		}
-		where := fmt.Sprintf("provider %d (%s)", i+1, p.Name)
-		if p.Issuer == "" {
-			problems = append(problems, fmt.Errorf("%s: an issuer is required", where))
-		} else if _, dup := a.providers[p.Issuer]; dup {
-			problems = append(problems, fmt.Errorf("%s: issuer %q is configured twice; a token must map to exactly one provider", where, p.Issuer))
-		}
-		if slices.Contains(a.names, p.Name) {
-			problems = append(problems, fmt.Errorf("%s: the name %q is used twice", where, p.Name))
-		}
-		if len(p.Audiences) == 0 || slices.Contains(p.Audiences, "") {
-			problems = append(problems, fmt.Errorf("%s: at least one non-empty audience is required", where))
-		}
+	for _, p := range cfg.Providers {
+		p.Name = providerName(p)
 		if len(p.Algorithms) == 0 {
-			p.Algorithms = DefaultAlgorithms
-		}
-		for _, alg := range p.Algorithms {
-			if !slices.Contains(DefaultAlgorithms, alg) {
-				problems = append(problems, fmt.Errorf("%s: algorithm %q is not accepted; choose from %s", where, alg, strings.Join(DefaultAlgorithms, ",")))
-			}
-		}
-		if p.Leeway < 0 {
-			problems = append(problems, fmt.Errorf("%s: leeway must not be negative", where))
+			p.Algorithms = DefaultAlgorithms()
 		}
 		if p.UserClaim == "" {
 			p.UserClaim = "sub"
 		}
 		if p.Keys == nil {
-			problems = append(problems, fmt.Errorf("%s: a key source is required", where))
+			problems = append(problems, fmt.Errorf("provider %q: a key source is required", p.Name))
 		}
 		a.names = append(a.names, p.Name)
 		a.providers[p.Issuer] = &provider{Provider: p, parser: jwt.NewParser(

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/negotiate-sidecar/negotiate-sidecar/auth/authtest"
 )
 
 func newStaticAuthenticator(t *testing.T, mutate func(*Provider), keys ...signingKey) *Authenticator {
@@ -42,12 +44,12 @@ func TestAuthenticate(t *testing.T) {
 
 	// The classic confusion attack: an HS256 token whose HMAC key is the
 	// identity provider's public key, which anyone can download.
-	pubDER, err := x509.MarshalPKIXPublicKey(rsaKey.signer.Public().(*rsa.PublicKey))
+	pubDER, err := x509.MarshalPKIXPublicKey(rsaKey.Signer.Public().(*rsa.PublicKey))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
-	hsWithPublicKey, _ := (&signingKey{kid: "rsa-1", alg: jwt.SigningMethodHS256}).mintHMAC(t, pubPEM)
+	hsWithPublicKey, _ := (&signingKey{authtest.Key{ID: "rsa-1", Method: jwt.SigningMethodHS256}}).mintHMAC(t, pubPEM)
 
 	good := rsaKey.mint(t, nil)
 	parts := strings.Split(good, ".")
@@ -139,7 +141,7 @@ func TestAuthenticate(t *testing.T) {
 
 func (k *signingKey) mintHMAC(t *testing.T, secret []byte) (string, error) {
 	t.Helper()
-	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT","kid":"` + k.kid + `"}`))
+	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT","kid":"` + k.ID + `"}`))
 	claims := base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"` + testIssuer + `","aud":"` + testAudience + `","sub":"mallory","exp":9999999999}`))
 	mac := hmac.New(sha256.New, secret)
 	mac.Write([]byte(header + "." + claims))
@@ -175,15 +177,15 @@ func TestNewRejectsUnsafeConfig(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"no provider", Config{}, "at least one identity provider is required"},
+		{"no provider", Config{}, "no identity provider is configured"},
 		{"no issuer", Config{Providers: []Provider{{Audiences: []string{"a"}, Keys: keys}}}, "an issuer is required"},
-		{"no audience", Config{Providers: []Provider{{Issuer: "i", Keys: keys}}}, "at least one non-empty audience"},
-		{"empty audience", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{""}, Keys: keys}}}, "at least one non-empty audience"},
-		{"alg none", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{"a"}, Algorithms: []string{"none"}, Keys: keys}}}, `algorithm "none" is not accepted`},
-		{"HS256 against a JWKS", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{"a"}, Algorithms: []string{"RS256", "HS256"}, Keys: keys}}}, `algorithm "HS256" is not accepted`},
+		{"no audience", Config{Providers: []Provider{{Issuer: "i", Keys: keys}}}, "at least one audience is required"},
+		{"empty audience", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{""}, Keys: keys}}}, "an audience is empty"},
+		{"alg none", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{"a"}, Algorithms: []string{"none"}, Keys: keys}}}, `"none" not accepted`},
+		{"HS256 against a JWKS", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{"a"}, Algorithms: []string{"RS256", "HS256"}, Keys: keys}}}, `"HS256" not accepted`},
 		{"no keys", Config{Providers: []Provider{{Issuer: "i", Audiences: []string{"a"}}}}, "a key source is required"},
 		{"same issuer twice", Config{Providers: []Provider{{Name: "a", Issuer: "i", Audiences: []string{"a"}, Keys: keys}, {Name: "b", Issuer: "i", Audiences: []string{"a"}, Keys: keys}}}, `issuer "i" is configured twice`},
-		{"same name twice", Config{Providers: []Provider{{Name: "a", Issuer: "i", Audiences: []string{"a"}, Keys: keys}, {Name: "a", Issuer: "j", Audiences: []string{"a"}, Keys: keys}}}, `the name "a" is used twice`},
+		{"same name twice", Config{Providers: []Provider{{Name: "a", Issuer: "i", Audiences: []string{"a"}, Keys: keys}, {Name: "a", Issuer: "j", Audiences: []string{"a"}, Keys: keys}}}, `provider "a": the name is used twice`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

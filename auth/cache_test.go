@@ -206,7 +206,7 @@ func TestNewCacheZeroDisables(t *testing.T) {
 func TestKeySetGenerationCountsKeyChanges(t *testing.T) {
 	k1, k2 := newECKey(t, "k1"), newECKey(t, "k2")
 	p := newIDP(t, k1)
-	ks, _ := startKeySet(t, KeySetConfig{JWKSURLs: []string{p.URL + "/jwks"}})
+	ks, _ := startKeySet(t, KeySetConfig{JWKSURLs: []string{p.JWKSURL()}})
 	eventually(t, "keys loaded", ks.Loaded)
 	g := ks.Generation()
 	if err := ks.Refresh(t.Context()); err != nil {

@@ -44,6 +44,35 @@ var ErrInsecureHTTP = errors.New("uses plain http to a host that is not loopback
 // was chosen to protect the keys, and a redirect must not undo that.
 var ErrRedirectDowngrade = errors.New("redirects from https to plain http are refused; configure the https URL the keys are served from")
 
+// Kinds of refresh failure, wrapped by the errors of KeySet.Refresh, so that
+// a caller can explain a failure without reading its text.
+var (
+	// ErrDiscovery: OpenID Connect discovery failed; the JWKS location is
+	// unknown.
+	ErrDiscovery = errors.New("discovery failed")
+	// ErrIssuerMismatch: the discovery document names another issuer.
+	ErrIssuerMismatch = errors.New("the discovery document names another issuer")
+	// ErrNotJWKS: a document that should be a JWKS is not one, or holds
+	// no usable signature key.
+	ErrNotJWKS = errors.New("not a JWKS with a usable signature key")
+)
+
+// StatusError is an answer other than 200 OK from an identity provider.
+type StatusError struct {
+	Code   int
+	Status string // as in http.Response.Status
+}
+
+func (e *StatusError) Error() string { return "status " + e.Status }
+
+// kindError marks an error with its kind, a sentinel above, without
+// changing its message.
+type kindError struct{ err, kind error }
+
+func (e kindError) Error() string        { return e.err.Error() }
+func (e kindError) Unwrap() error        { return e.err }
+func (e kindError) Is(target error) bool { return target == e.kind }
+
 // KeySetConfig configures a KeySet. Only one of the sources is needed; a static
 // set and remote URLs may be combined.
 type KeySetConfig struct {
@@ -104,6 +133,13 @@ type KeySetConfig struct {
 
 // KeySet holds the identity provider's verification keys and keeps them
 // fresh. Its Keyfunc is what golang-jwt calls to find the key for a token.
+//
+// It fetches the keys itself and hands keyfunc only an in-memory store,
+// rather than using jwkset's HTTP storage (jwkset.NewStorageFromHTTP),
+// because that storage reads a response body without a size limit, lets an
+// empty or unusable key set replace good keys, keeps its one refresh
+// interval while it has no keys at all instead of retrying quickly, and
+// knows nothing of OpenID Connect discovery.
 type KeySet struct {
 	cfg     KeySetConfig
 	log     *zap.Logger
@@ -122,26 +158,36 @@ type KeySet struct {
 	generation  atomic.Uint64           // counts changes of the published keys
 }
 
+// Check judges where the keys come from: at least one source; JWKS URLs, and
+// the issuer when discovery finds the keys, that CheckURL accepts. A bad
+// issuer is refused here rather than at every discovery attempt, which
+// would leave a sidecar unready for ever. Every problem is reported.
+func (cfg KeySetConfig) Check() error {
+	if cfg.Issuer == "" && len(cfg.JWKSURLs) == 0 && len(cfg.Static) == 0 {
+		return errors.New("give an issuer for discovery, a JWKS URL or a JWKS file")
+	}
+	var problems []error
+	for _, u := range cfg.JWKSURLs {
+		if err := CheckURL(u, cfg.InsecureHTTP); err != nil {
+			problems = append(problems, fmt.Errorf("JWKS URL %q %w", DisplayURL(u), err))
+		}
+	}
+	if cfg.Issuer != "" && len(cfg.JWKSURLs) == 0 {
+		if err := CheckURL(cfg.Issuer, cfg.InsecureHTTP); err != nil {
+			problems = append(problems, fmt.Errorf("issuer %q, from which OpenID Connect discovery finds the keys (no JWKS URL is given), %w", cfg.Issuer, err))
+		}
+	}
+	return errors.Join(problems...)
+}
+
 // NewKeySet checks the configuration and loads the static keys. Remote keys
 // are loaded by Run.
 func NewKeySet(cfg KeySetConfig) (*KeySet, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("key set: an HTTP client is required")
 	}
-	if cfg.Issuer == "" && len(cfg.JWKSURLs) == 0 && len(cfg.Static) == 0 {
-		return nil, errors.New("key set: give an issuer for discovery, a JWKS URL or a JWKS file")
-	}
-	for _, u := range cfg.JWKSURLs {
-		if err := CheckURL(u, cfg.InsecureHTTP); err != nil {
-			return nil, fmt.Errorf("key set: JWKS URL %q %w", DisplayURL(u), err)
-		}
-	}
-	if cfg.Issuer != "" && len(cfg.JWKSURLs) == 0 {
-		// Refused here rather than at every discovery attempt: a bad
-		// issuer would otherwise leave the sidecar unready for ever.
-		if err := CheckURL(cfg.Issuer, cfg.InsecureHTTP); err != nil {
-			return nil, fmt.Errorf("key set: issuer %q, for OpenID Connect discovery, %w", cfg.Issuer, err)
-		}
+	if err := cfg.Check(); err != nil {
+		return nil, fmt.Errorf("key set: %w", err)
 	}
 	cfg.Client = guardRedirects(cfg.Client, cfg.InsecureHTTP)
 	if cfg.RefreshInterval <= 0 {
@@ -400,20 +446,21 @@ func (k *KeySet) discover(ctx context.Context) (string, error) {
 	u := strings.TrimSuffix(k.cfg.Issuer, "/") + "/.well-known/openid-configuration"
 	body, err := k.get(ctx, u)
 	if err != nil {
-		return "", fmt.Errorf("discovery %s: %w", DisplayURL(u), err)
+		return "", kindError{fmt.Errorf("discovery %s: %w", DisplayURL(u), err), ErrDiscovery}
 	}
 	var doc struct {
 		Issuer  string `json:"issuer"`
 		JWKSURI string `json:"jwks_uri"`
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return "", fmt.Errorf("discovery %s: not a JSON document: %w", DisplayURL(u), err)
+		return "", kindError{fmt.Errorf("discovery %s: not a JSON document: %w", DisplayURL(u), err), ErrDiscovery}
 	}
 	if doc.Issuer != k.cfg.Issuer {
-		return "", fmt.Errorf("discovery %s: the document names issuer %q, not %q; set --issuer to exactly the iss value of your tokens", DisplayURL(u), doc.Issuer, k.cfg.Issuer)
+		err := fmt.Errorf("discovery %s: the document names issuer %q, not %q; the issuer must be exactly the iss value of your tokens", DisplayURL(u), doc.Issuer, k.cfg.Issuer)
+		return "", kindError{kindError{err, ErrIssuerMismatch}, ErrDiscovery}
 	}
 	if err := CheckURL(doc.JWKSURI, k.cfg.InsecureHTTP); err != nil {
-		return "", fmt.Errorf("discovery %s: jwks_uri %q %w", DisplayURL(u), DisplayURL(doc.JWKSURI), err)
+		return "", kindError{fmt.Errorf("discovery %s: jwks_uri %q %w", DisplayURL(u), DisplayURL(doc.JWKSURI), err), ErrDiscovery}
 	}
 	return doc.JWKSURI, nil
 }
@@ -446,7 +493,7 @@ func (k *KeySet) get(ctx context.Context, u string) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status %s", resp.Status)
+		return nil, &StatusError{Code: resp.StatusCode, Status: resp.Status}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
 	if err != nil {
@@ -464,11 +511,11 @@ func (k *KeySet) get(ctx context.Context, u string) ([]byte, error) {
 // identity provider never replaces good keys.
 func parseJWKS(doc []byte) ([]jwkset.JWK, error) {
 	if err := strictJSON(doc); err != nil {
-		return nil, fmt.Errorf("not a JWKS document: %w", err)
+		return nil, kindError{fmt.Errorf("not a JWKS document: %w", err), ErrNotJWKS}
 	}
 	var set jwkset.JWKSMarshal
 	if err := json.Unmarshal(doc, &set); err != nil {
-		return nil, fmt.Errorf("not a JWKS document: %w", err)
+		return nil, kindError{fmt.Errorf("not a JWKS document: %w", err), ErrNotJWKS}
 	}
 	var keys []jwkset.JWK
 	var skipped []error
@@ -487,9 +534,9 @@ func parseJWKS(doc []byte) ([]jwkset.JWK, error) {
 	}
 	if len(keys) == 0 {
 		if len(skipped) > 0 {
-			return nil, fmt.Errorf("no usable signature key: %w", errors.Join(skipped...))
+			return nil, kindError{fmt.Errorf("no usable signature key: %w", errors.Join(skipped...)), ErrNotJWKS}
 		}
-		return nil, errors.New("no usable signature key")
+		return nil, kindError{errors.New("no usable signature key"), ErrNotJWKS}
 	}
 	return keys, nil
 }

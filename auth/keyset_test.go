@@ -62,7 +62,7 @@ func TestKeySetDiscovery(t *testing.T) {
 func TestKeySetDiscoveryIssuerMismatch(t *testing.T) {
 	k := newRSAKey(t, "k1")
 	p := newIDP(t, k)
-	p.issuer = "https://somewhere-else.test/"
+	p.SetDiscovery("https://somewhere-else.test/", "")
 	var mu sync.Mutex
 	var lastErr error
 	ks, _ := startKeySet(t, KeySetConfig{Issuer: p.URL, OnRefresh: func(err error) {
@@ -80,7 +80,7 @@ func TestKeySetDiscoveryIssuerMismatch(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if !strings.Contains(lastErr.Error(), "names issuer") {
+	if !errors.Is(lastErr, ErrIssuerMismatch) || !errors.Is(lastErr, ErrDiscovery) || !strings.Contains(lastErr.Error(), "names issuer") {
 		t.Errorf("error = %v; want it to say the document names another issuer", lastErr)
 	}
 }
@@ -88,9 +88,9 @@ func TestKeySetDiscoveryIssuerMismatch(t *testing.T) {
 func TestKeySetStartsWhileIdentityProviderIsDown(t *testing.T) {
 	k := newRSAKey(t, "k1")
 	p := newIDP(t, k)
-	p.setFailing(true)
-	ks, a := startKeySet(t, KeySetConfig{JWKSURLs: []string{p.URL + "/jwks"}})
-	eventually(t, "a first failed fetch", func() bool { return p.fetches.Load() >= 1 })
+	p.SetFailing(true)
+	ks, a := startKeySet(t, KeySetConfig{JWKSURLs: []string{p.JWKSURL()}})
+	eventually(t, "a first failed fetch", func() bool { return p.JWKSFetches() >= 1 })
 	if ks.Loaded() {
 		t.Fatal("Loaded with the identity provider down")
 	}
@@ -98,7 +98,7 @@ func TestKeySetStartsWhileIdentityProviderIsDown(t *testing.T) {
 	if reasonOfErr(err) != ReasonNoKeys {
 		t.Fatalf("Authenticate before keys: %v, want reason %s", err, ReasonNoKeys)
 	}
-	p.setFailing(false)
+	p.SetFailing(false)
 	eventually(t, "keys loaded after the identity provider came back", ks.Loaded)
 	if _, err := a.Authenticate([]string{"Bearer " + k.mint(t, nil)}); err != nil {
 		t.Fatalf("Authenticate after recovery: %v", err)
@@ -108,14 +108,14 @@ func TestKeySetStartsWhileIdentityProviderIsDown(t *testing.T) {
 func TestKeySetPicksUpRotatedKeyOnUnknownKID(t *testing.T) {
 	old, rotated := newRSAKey(t, "old"), newRSAKey(t, "new")
 	p := newIDP(t, old)
-	ks, a := startKeySet(t, KeySetConfig{JWKSURLs: []string{p.URL + "/jwks"}, RefreshInterval: time.Hour, UnknownKIDInterval: time.Hour})
+	ks, a := startKeySet(t, KeySetConfig{JWKSURLs: []string{p.JWKSURL()}, RefreshInterval: time.Hour, UnknownKIDInterval: time.Hour})
 	eventually(t, "keys loaded", ks.Loaded)
 	p.setKeys(old, rotated)
-	before := p.fetches.Load()
+	before := p.JWKSFetches()
 	if _, err := a.Authenticate([]string{"Bearer " + rotated.mint(t, nil)}); err != nil {
 		t.Fatalf("token signed with the rotated key: %v", err)
 	}
-	if got := p.fetches.Load() - before; got != 1 {
+	if got := p.JWKSFetches() - before; got != 1 {
 		t.Errorf("JWKS fetched %d times for one unknown kid, want 1", got)
 	}
 
@@ -127,7 +127,7 @@ func TestKeySetPicksUpRotatedKeyOnUnknownKID(t *testing.T) {
 			t.Fatalf("unknown kid: %v, want reason %s", err, ReasonUnknownKey)
 		}
 	}
-	if got := p.fetches.Load() - before; got != 1 {
+	if got := p.JWKSFetches() - before; got != 1 {
 		t.Errorf("JWKS fetched %d times in all, want still 1 (rate limited)", got)
 	}
 }
@@ -135,13 +135,10 @@ func TestKeySetPicksUpRotatedKeyOnUnknownKID(t *testing.T) {
 func TestKeySetUnknownKIDDoesNotWaitForASlowIdentityProvider(t *testing.T) {
 	k := newRSAKey(t, "k1")
 	p := newIDP(t, k)
-	ks, a := startKeySet(t, KeySetConfig{JWKSURLs: []string{p.URL + "/jwks"}, RefreshInterval: time.Hour, UnknownKIDWait: 20 * time.Millisecond})
+	ks, a := startKeySet(t, KeySetConfig{JWKSURLs: []string{p.JWKSURL()}, RefreshInterval: time.Hour, UnknownKIDWait: 20 * time.Millisecond})
 	eventually(t, "keys loaded", ks.Loaded)
 
-	stall := make(chan struct{})
-	p.mu.Lock()
-	p.stall = stall
-	p.mu.Unlock()
+	release := p.Stall()
 	rotated := newRSAKey(t, "k2")
 	p.setKeys(k, rotated)
 	// The identity provider is stalled until we release it, so the only way
@@ -151,7 +148,7 @@ func TestKeySetUnknownKIDDoesNotWaitForASlowIdentityProvider(t *testing.T) {
 		t.Fatalf("Authenticate: %v, want reason %s", err, ReasonUnknownKey)
 	}
 	// The refresh goes on in the background and lands once released.
-	close(stall)
+	release()
 	eventually(t, "the rotated key after the background refresh", func() bool {
 		_, err := a.Authenticate([]string{"Bearer " + rotated.mint(t, nil)})
 		return err == nil
@@ -161,18 +158,18 @@ func TestKeySetUnknownKIDDoesNotWaitForASlowIdentityProvider(t *testing.T) {
 func TestKeySetKeepsLastGoodKeysWhenRefreshFails(t *testing.T) {
 	k := newRSAKey(t, "k1")
 	p := newIDP(t, k)
-	ks, a := startKeySet(t, KeySetConfig{JWKSURLs: []string{p.URL + "/jwks"}, RefreshInterval: time.Hour, UnknownKIDInterval: time.Millisecond})
+	ks, a := startKeySet(t, KeySetConfig{JWKSURLs: []string{p.JWKSURL()}, RefreshInterval: time.Hour, UnknownKIDInterval: time.Millisecond})
 	eventually(t, "keys loaded", ks.Loaded)
 	for _, broken := range []func(){
-		func() { p.setFailing(true) },
-		func() { p.setFailing(false); p.setRawJWKS([]byte(`{"keys":[]}`)) },
-		func() { p.setRawJWKS([]byte(`<html>maintenance</html>`)) },
+		func() { p.SetFailing(true) },
+		func() { p.SetFailing(false); p.SetRawJWKS([]byte(`{"keys":[]}`)) },
+		func() { p.SetRawJWKS([]byte(`<html>maintenance</html>`)) },
 	} {
 		broken()
-		before := p.fetches.Load()
+		before := p.JWKSFetches()
 		// An unknown kid forces a refresh against the broken provider.
 		_, _ = a.Authenticate([]string{"Bearer " + newECKey(t, "x").mint(t, nil)})
-		if p.fetches.Load() == before {
+		if p.JWKSFetches() == before {
 			t.Fatal("no refresh was attempted")
 		}
 		time.Sleep(2 * time.Millisecond) // past UnknownKIDInterval
@@ -284,12 +281,12 @@ func TestNewKeySetRefusesInsecureURLs(t *testing.T) {
 			`key set: JWKS URL "http://idp.example.test/keys" uses plain http to a host that is not loopback; use https, or set insecure_http: true (--insecure-http) for an identity provider inside the cluster`},
 		{"http JWKS URL allowed", KeySetConfig{JWKSURLs: []string{"http://idp.example.test/keys"}, InsecureHTTP: true}, ""},
 		{"http issuer for discovery", KeySetConfig{Issuer: "http://idp.example.test"},
-			`key set: issuer "http://idp.example.test", for OpenID Connect discovery, uses plain http to a host that is not loopback; use https, or set insecure_http: true (--insecure-http) for an identity provider inside the cluster`},
+			`key set: issuer "http://idp.example.test", from which OpenID Connect discovery finds the keys (no JWKS URL is given), uses plain http to a host that is not loopback; use https, or set insecure_http: true (--insecure-http) for an identity provider inside the cluster`},
 		{"http issuer for discovery allowed", KeySetConfig{Issuer: "http://idp.example.test", InsecureHTTP: true}, ""},
 		{"issuer not a URL, for discovery", KeySetConfig{Issuer: "idp.example.test"},
-			`key set: issuer "idp.example.test", for OpenID Connect discovery, must be an absolute http or https URL`},
+			`key set: issuer "idp.example.test", from which OpenID Connect discovery finds the keys (no JWKS URL is given), must be an absolute http or https URL`},
 		{"issuer not a URL, for discovery, beside static keys", KeySetConfig{Issuer: "idp.example.test", Static: static},
-			`key set: issuer "idp.example.test", for OpenID Connect discovery, must be an absolute http or https URL`},
+			`key set: issuer "idp.example.test", from which OpenID Connect discovery finds the keys (no JWKS URL is given), must be an absolute http or https URL`},
 		// With JWKS URLs the issuer is only compared with iss, never fetched.
 		{"issuer any string beside JWKS URLs", KeySetConfig{Issuer: "urn:idp", JWKSURLs: []string{"https://idp.example.test/keys"}}, ""},
 		{"http issuer beside JWKS URLs", KeySetConfig{Issuer: "http://idp.example.test", JWKSURLs: []string{"https://idp.example.test/keys"}}, ""},
@@ -397,9 +394,7 @@ func TestKeySetRedirects(t *testing.T) {
 func TestKeySetDiscoveryRefusesInsecureJWKSURI(t *testing.T) {
 	k := newRSAKey(t, "k1")
 	p := newIDP(t, k)
-	p.mu.Lock()
-	p.jwksURI = "http://keys.example.test/jwks"
-	p.mu.Unlock()
+	p.SetDiscovery("", "http://keys.example.test/keys")
 
 	// The issuer is on loopback, but the JWKS it names is not.
 	ks, err := NewKeySet(KeySetConfig{Issuer: p.URL, Client: pinnedClient(p.Listener.Addr().String())})
@@ -407,18 +402,16 @@ func TestKeySetDiscoveryRefusesInsecureJWKSURI(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = ks.Refresh(context.Background())
-	if !errors.Is(err, ErrInsecureHTTP) || !strings.Contains(err.Error(), `jwks_uri "http://keys.example.test/jwks" uses plain http`) {
+	if !errors.Is(err, ErrInsecureHTTP) || !strings.Contains(err.Error(), `jwks_uri "http://keys.example.test/keys" uses plain http`) {
 		t.Fatalf("Refresh = %v, want the jwks_uri refused as plain http", err)
 	}
-	if p.fetches.Load() != 0 || ks.Loaded() {
-		t.Fatalf("keys fetched (%d) or loaded (%v) from a refused jwks_uri", p.fetches.Load(), ks.Loaded())
+	if p.JWKSFetches() != 0 || ks.Loaded() {
+		t.Fatalf("keys fetched (%d) or loaded (%v) from a refused jwks_uri", p.JWKSFetches(), ks.Loaded())
 	}
 
 	// An identity provider inside the cluster, opted in: both the issuer
 	// and the jwks_uri are plain http to hosts other than loopback.
-	p.mu.Lock()
-	p.issuer = "http://idp.example.test"
-	p.mu.Unlock()
+	p.SetDiscovery("http://idp.example.test", "http://keys.example.test/keys")
 	ks, err = NewKeySet(KeySetConfig{Issuer: "http://idp.example.test", InsecureHTTP: true, Client: pinnedClient(p.Listener.Addr().String())})
 	if err != nil {
 		t.Fatal(err)
@@ -426,8 +419,8 @@ func TestKeySetDiscoveryRefusesInsecureJWKSURI(t *testing.T) {
 	if err := ks.Refresh(context.Background()); err != nil || !ks.Loaded() {
 		t.Fatalf("Refresh with insecure HTTP allowed = %v, loaded %v", err, ks.Loaded())
 	}
-	if p.fetches.Load() != 1 {
-		t.Errorf("JWKS fetched %d times, want 1", p.fetches.Load())
+	if p.JWKSFetches() != 1 {
+		t.Errorf("JWKS fetched %d times, want 1", p.JWKSFetches())
 	}
 }
 

@@ -16,6 +16,10 @@ import (
 // refused rather than read one way here and another way elsewhere.
 func strictJSON(b []byte) error {
 	if !json.Valid(b) {
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err // its message says where: "invalid character '<' ..."
+		}
 		return errors.New("not a single JSON value")
 	}
 	return checkMembers(json.NewDecoder(bytes.NewReader(b)))

@@ -14,7 +14,7 @@ func (k signingKey) signRaw(t *testing.T, header, payload string) string {
 	t.Helper()
 	enc := base64.RawURLEncoding.EncodeToString
 	unsigned := enc([]byte(header)) + "." + enc([]byte(payload))
-	sig, err := k.alg.Sign(unsigned, k.signer)
+	sig, err := k.Method.Sign(unsigned, k.Signer)
 	if err != nil {
 		t.Fatal(err)
 	}

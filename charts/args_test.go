@@ -93,7 +93,7 @@ func TestChartArgsAccepted(t *testing.T) {
 			sr.args = append(sr.args, "--no-such-flag")
 			stdout, stderr := sr.check(t, bin)
 			problems := configProblems(stdout, stderr)
-			if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, "flag provided but not defined: -no-such-flag") }) {
+			if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, "unknown flag --no-such-flag") }) {
 				t.Errorf("--no-such-flag not reported; problems %q\nstdout:\n%s\nstderr:\n%s", problems, stdout, stderr)
 			}
 		})
@@ -498,7 +498,7 @@ func (sr *sidecarRun) check(t *testing.T, bin string) (stdout, stderr string) {
 func configProblems(stdout, stderr string) []string {
 	var problems []string
 	for _, line := range strings.Split(stderr, "\n") {
-		if strings.Contains(line, "flag provided but not defined") || strings.Contains(line, "invalid value") {
+		if strings.Contains(line, "unknown flag") || strings.Contains(line, "flag provided but not defined") || strings.Contains(line, "invalid value") {
 			problems = append(problems, strings.TrimSpace(line))
 		}
 	}

@@ -173,7 +173,7 @@ func TestChartShutdownDefaultsMatchTheSidecar(t *testing.T) {
 	out, _ := exec.Command(buildSidecar(t), "--help").CombinedOutput()
 	explicit := map[string]any{}
 	for flag, want := range sidecarShutdownDefaults {
-		m := regexp.MustCompile(`(?m)^\s+-` + flag + ` duration\n.*\(default ([^)]+)\)`).FindSubmatch(out)
+		m := regexp.MustCompile(`(?m)^\s+--?` + flag + ` duration\n.*\(default ([^);]+)[);]`).FindSubmatch(out)
 		if m == nil {
 			t.Fatalf("--help shows no default for -%s:\n%s", flag, out)
 		}

@@ -440,7 +440,7 @@ func sendAttack(t *testing.T, h *harness, tc attack) (int, http.Header, string) 
 // not name alice, or a token in the body that the access key does not verify.
 func checkNoForeignToken(t *testing.T, status int, header http.Header, body string) {
 	t.Helper()
-	scan, err := rewrite.New(rewrite.SignalR, []rewrite.Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(accessKey)}}, rewrite.Options{})
+	scan, err := rewrite.New(rewrite.SignalR(), []rewrite.Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(accessKey)}}, rewrite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,6 +54,18 @@ const (
 	ReasonUnreadable = "unreadable"
 )
 
+// Outcomes returns every outcome a negotiate is logged and counted with.
+func Outcomes() []string {
+	return []string{OutcomeRewritten, OutcomePreflight, OutcomeUnauthenticated, OutcomeNotReady, OutcomeUpstreamStatus,
+		OutcomeRewriteFailed, OutcomeUpstreamUnreachable, OutcomeUpstreamTimeout, OutcomeClientGone,
+		OutcomeRequestTooLarge, OutcomeRequestTimeout}
+}
+
+// Reasons returns the proxy's own reasons, beside those of auth and rewrite.
+func Reasons() []string {
+	return []string{ReasonTokenInStatus, ReasonTokenInPreflight, ReasonForeignToken, ReasonTooLarge, ReasonUnreadable}
+}
+
 // outcome is what became of one negotiate request: the one value that its
 // log line and metrics are made from.
 type outcome struct {
@@ -149,22 +161,7 @@ func (h *Handler) negotiate(w http.ResponseWriter, r *http.Request) outcome {
 	}
 	out, err := h.cfg.Rewriter.Rewrite(body, rewrite.Caller{UserID: id.UserID, Claims: id.Claims, Expiry: id.Expiry})
 	if err != nil {
-		o.err = err
-		var re *rewrite.Error
-		if errors.As(err, &re) {
-			o.reason = string(re.Reason)
-			if re.Reason == rewrite.ReasonCallerExpired {
-				// The caller's token expired while the app answered (it was
-				// within the leeway when checked): the caller must get a new
-				// one, as for any expired token.
-				o.name = OutcomeUnauthenticated
-				writeUnauthorized(w, r, auth.ReasonExpired)
-				return o
-			}
-		}
-		o.name = OutcomeRewriteFailed
-		writeProblem(w, r, http.StatusBadGateway, "Bad gateway", "The app's negotiate response could not be verified and rewritten.")
-		return o
+		return rewriteFailed(w, r, err, o)
 	}
 	// The body changed: validators for the old one would be lies.
 	for _, name := range [...]string{"Content-Encoding", "Etag", "Content-Md5", "Last-Modified"} {
@@ -268,6 +265,26 @@ func (h *Handler) leaveBodyUnread(w http.ResponseWriter, r *http.Request) {
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }
 
+// rewriteFailed answers a negotiate whose answer could not be rewritten.
+func rewriteFailed(w http.ResponseWriter, r *http.Request, err error, o outcome) outcome {
+	o.err = err
+	var re *rewrite.Error
+	if errors.As(err, &re) {
+		o.reason = string(re.Reason)
+		if re.Reason == rewrite.ReasonCallerExpired {
+			// The caller's token expired while the app answered (it was
+			// within the leeway when checked): the caller must get a new
+			// one, as for any expired token.
+			o.name = OutcomeUnauthenticated
+			writeUnauthorized(w, r, auth.ReasonExpired)
+			return o
+		}
+	}
+	o.name = OutcomeRewriteFailed
+	writeProblem(w, r, http.StatusBadGateway, "Bad gateway", "The app's negotiate response could not be verified and rewritten.")
+	return o
+}
+
 // isPreflight reports whether r is a CORS preflight: OPTIONS with Origin and
 // Access-Control-Request-Method. Browsers send it without credentials, so it
 // cannot be authenticated; any other OPTIONS request can, and must be.
@@ -278,8 +295,8 @@ func isPreflight(r *http.Request) bool {
 // preflight forwards a CORS preflight without authentication, so that the
 // app's CORS answer reaches the browser. The caller is anonymous, so the
 // answer must not carry a token: a function that answers every method would
-// otherwise hand anyone an unrewritten one. Such a body is dropped; the
-// status and headers, which are what a preflight is for, are kept.
+// otherwise hand anyone an unrewritten one. Only the status and the CORS
+// headers, which are what a preflight is for, go back.
 func (h *Handler) preflight(w http.ResponseWriter, r *http.Request) outcome {
 	// Credentials on a preflight are not checked, so they must not travel
 	// as if they had been; nor does a body, which a preflight never has.

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -91,6 +92,14 @@ func NewTransport() *http.Transport {
 	}
 }
 
+// CheckUpstream requires an absolute http or https URL, as Config.Upstream.
+func CheckUpstream(u *url.URL) error {
+	if u == nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return errors.New("must be an absolute http or https URL, such as http://127.0.0.1:80")
+	}
+	return nil
+}
+
 // Handler is the proxy's http.Handler.
 type Handler struct {
 	cfg   Config
@@ -100,8 +109,8 @@ type Handler struct {
 
 // New checks cfg and returns the handler.
 func New(cfg Config) (*Handler, error) {
-	if cfg.Upstream == nil || cfg.Upstream.Host == "" || (cfg.Upstream.Scheme != "http" && cfg.Upstream.Scheme != "https") {
-		return nil, errors.New("proxy: the upstream must be an absolute http or https URL")
+	if err := CheckUpstream(cfg.Upstream); err != nil {
+		return nil, fmt.Errorf("proxy: the upstream %w", err)
 	}
 	if cfg.Authenticator == nil || cfg.Rewriter == nil {
 		return nil, errors.New("proxy: an authenticator and a rewriter are required")

@@ -5,15 +5,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -31,6 +28,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
+	"github.com/negotiate-sidecar/negotiate-sidecar/auth/authtest"
 	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite"
 )
 
@@ -104,22 +102,18 @@ func (l lockedBuffer) Write(p []byte) (int, error) {
 // upstream, with a real authenticator and rewriter.
 func newHarness(t testing.TB, h http.HandlerFunc, mutate func(*Config)) *harness {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	signing := authtest.NewECKey("k1")
+	key := signing.Signer.(*ecdsa.PrivateKey)
+	ks, err := auth.NewKeySet(auth.KeySetConfig{Static: authtest.JWKS(signing), Client: http.DefaultClient})
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc := func(i *big.Int) string { return base64.RawURLEncoding.EncodeToString(i.FillBytes(make([]byte, 32))) }
-	jwks := fmt.Sprintf(`{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","use":"sig","alg":"ES256","x":%q,"y":%q}]}`, enc(key.X), enc(key.Y))
-	ks, err := auth.NewKeySet(auth.KeySetConfig{Static: []byte(jwks), Client: http.DefaultClient})
-	if err != nil {
-		t.Fatal(err)
-		// With a token cache, as the sidecar runs by default.
-	}
+	// With a token cache, as the sidecar runs by default.
 	authn, err := auth.New(auth.Config{Providers: []auth.Provider{{Name: "test", Issuer: issuer, Audiences: []string{audience}, Leeway: 30 * time.Second, Keys: ks.Keyfunc, Loaded: ks.Loaded, Generation: ks.Generation}}, Cache: auth.NewCache(100)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rw, err := rewrite.New(rewrite.SignalR, []rewrite.Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(accessKey)}}, rewrite.Options{})
+	rw, err := rewrite.New(rewrite.SignalR(), []rewrite.Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(accessKey)}}, rewrite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,7 +576,7 @@ func TestWebSocketUpgradePassesThrough(t *testing.T) {
 
 func TestTokenOptionsApplyToTheCaller(t *testing.T) {
 	withOptions := func(c *Config) {
-		rw, err := rewrite.New(rewrite.SignalR, []rewrite.Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(accessKey)}},
+		rw, err := rewrite.New(rewrite.SignalR(), []rewrite.Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(accessKey)}},
 			rewrite.Options{ForwardClaims: []string{"email"}, BindToCallerExpiry: true, CloseOnCallerExpiry: true})
 		if err != nil {
 			t.Fatal(err)

@@ -22,6 +22,12 @@ type forwardClaim struct {
 // overflow. A token claiming more is not telling the time.
 const maxDate = 1 << 40
 
+// CheckOptions reports every problem of opts for the format, as New would.
+func CheckOptions(f Format, opts Options) error {
+	_, err := checkOptions(f, opts)
+	return err
+}
+
 // checkOptions validates opts for the format, reporting every problem at
 // once, and returns the forwarded claims with their names in the token.
 func checkOptions(f Format, opts Options) ([]forwardClaim, error) {
@@ -30,11 +36,11 @@ func checkOptions(f Format, opts Options) ([]forwardClaim, error) {
 	seen := make(map[string]bool)
 	for _, name := range opts.ForwardClaims {
 		if name == "" {
-			errs = append(errs, errors.New("rewrite: a forward claim name is empty"))
+			errs = append(errs, errors.New("a forward claim name is empty"))
 			continue
 		}
 		if seen[name] {
-			errs = append(errs, fmt.Errorf("rewrite: forward claim %q is listed twice", name))
+			errs = append(errs, fmt.Errorf("forward claim %q is listed twice", name))
 			continue
 		}
 		seen[name] = true
@@ -46,29 +52,29 @@ func checkOptions(f Format, opts Options) ([]forwardClaim, error) {
 		// produced one of its own system claims would otherwise let a caller
 		// write it.
 		if f.reserves(name) || (to != name && f.isSystemClaim(to)) {
-			errs = append(errs, fmt.Errorf("rewrite: forward claim %q would overwrite a system claim of the %s format", name, f.Name))
+			errs = append(errs, fmt.Errorf("forward claim %q would overwrite a system claim of the %s format", name, f.Name))
 			continue
 		}
 		forward = append(forward, forwardClaim{from: name, to: to})
 	}
 	switch d := opts.MaxTokenLifetime; {
 	case d < 0:
-		errs = append(errs, fmt.Errorf("rewrite: the maximum token lifetime %v is negative", d))
+		errs = append(errs, fmt.Errorf("the maximum token lifetime %v is negative", d))
 	case d > 0 && d < time.Second:
-		errs = append(errs, fmt.Errorf("rewrite: the maximum token lifetime %v is under a second, the resolution of exp", d))
+		errs = append(errs, fmt.Errorf("the maximum token lifetime %v is under a second, the resolution of exp", d))
 	}
 	switch n := opts.MaxTokenLength; {
 	case n < 0:
-		errs = append(errs, fmt.Errorf("rewrite: the maximum token length %d is negative", n))
+		errs = append(errs, fmt.Errorf("the maximum token length %d is negative", n))
 	case f.MaxTokenLength > 0 && n > f.MaxTokenLength:
-		errs = append(errs, fmt.Errorf("rewrite: the maximum token length %d is above the %d characters the %s service accepts", n, f.MaxTokenLength, f.Name))
+		errs = append(errs, fmt.Errorf("the maximum token length %d is above the %d characters the %s service accepts", n, f.MaxTokenLength, f.Name))
 	}
 	if opts.CloseOnCallerExpiry {
 		if f.CloseOnExpiryClaim == "" || f.ExpiresOnClaim == "" {
-			errs = append(errs, fmt.Errorf("rewrite: the %s format cannot ask the service to close connections on caller expiry", f.Name))
+			errs = append(errs, fmt.Errorf("the %s format cannot ask the service to close connections on caller expiry", f.Name))
 		}
 		if !opts.BindToCallerExpiry {
-			errs = append(errs, errors.New("rewrite: closing connections on caller expiry requires binding the token to the caller's expiry"))
+			errs = append(errs, errors.New("closing connections on caller expiry requires binding the token to the caller's expiry"))
 		}
 	}
 	if len(errs) > 0 {

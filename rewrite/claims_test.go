@@ -125,7 +125,7 @@ func TestForwardClaims(t *testing.T) {
 		},
 		{
 			name:    "web pubsub: forwarded claims follow sub",
-			format:  WebPubSub,
+			format:  WebPubSub(),
 			forward: []string{"tid", "nameid"},
 			claims:  `{"sub":"anonymous","role":["webpubsub.joinLeaveGroup"],"exp":1732698000,"iat":1732694400,` + pubsubAud + `}`,
 			want:    `{"sub":"alice","tid":"72f988bf-86f1-41af-91ab-2d7cd011db47","nameid":"mallory","role":["webpubsub.joinLeaveGroup"],"exp":1732698000,"iat":1732694400,` + pubsubAud + `}`,
@@ -135,7 +135,7 @@ func TestForwardClaims(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := tt.format
 			if f.Name == "" {
-				f = SignalR
+				f = SignalR()
 			}
 			r := newOptionsRewriter(t, f, Options{ForwardClaims: tt.forward})
 			got, err := rewriteClaims(t, r, tt.claims, caller)
@@ -156,44 +156,44 @@ func TestNewRefusesOptions(t *testing.T) {
 		opts   Options
 		want   string
 	}{
-		{"empty name", SignalR, Options{ForwardClaims: []string{""}}, `rewrite: a forward claim name is empty`},
-		{"the user claim", SignalR, Options{ForwardClaims: []string{"asrs.s.uid"}}, `rewrite: forward claim "asrs.s.uid" would overwrite a system claim of the signalr format`},
-		{"another system claim", SignalR, Options{ForwardClaims: []string{"asrs.s.aut"}}, `rewrite: forward claim "asrs.s.aut" would overwrite a system claim of the signalr format`},
-		{"an already prefixed name", SignalR, Options{ForwardClaims: []string{"asrs.u.exp"}}, `rewrite: forward claim "asrs.u.exp" would overwrite a system claim of the signalr format`},
-		{"the close-on-expiry claim", SignalR, Options{ForwardClaims: []string{"asrs.s.coae"}}, `rewrite: forward claim "asrs.s.coae" would overwrite a system claim of the signalr format`},
-		{"the old user claim", SignalR, Options{ForwardClaims: []string{"nameid"}}, `rewrite: forward claim "nameid" would overwrite a system claim of the signalr format`},
-		{"a name twice", SignalR, Options{ForwardClaims: []string{"tid", "tid"}}, `rewrite: forward claim "tid" is listed twice`},
-		{"web pubsub: the user claim", WebPubSub, Options{ForwardClaims: []string{"sub"}}, `rewrite: forward claim "sub" would overwrite a system claim of the webpubsub format`},
-		{"web pubsub: roles", WebPubSub, Options{ForwardClaims: []string{"role"}}, `rewrite: forward claim "role" would overwrite a system claim of the webpubsub format`},
-		{"web pubsub: groups", WebPubSub, Options{ForwardClaims: []string{"webpubsub.group"}}, `rewrite: forward claim "webpubsub.group" would overwrite a system claim of the webpubsub format`},
-		{"web pubsub: groups, old spelling", WebPubSub, Options{ForwardClaims: []string{"group"}}, `rewrite: forward claim "group" would overwrite a system claim of the webpubsub format`},
-		{"web pubsub: aud", WebPubSub, Options{ForwardClaims: []string{"aud"}}, `rewrite: forward claim "aud" would overwrite a system claim of the webpubsub format`},
-		{"web pubsub: exp", WebPubSub, Options{ForwardClaims: []string{"exp"}}, `rewrite: forward claim "exp" would overwrite a system claim of the webpubsub format`},
-		{"web pubsub: iat", WebPubSub, Options{ForwardClaims: []string{"iat"}}, `rewrite: forward claim "iat" would overwrite a system claim of the webpubsub format`},
-		{"web pubsub: nbf", WebPubSub, Options{ForwardClaims: []string{"nbf"}}, `rewrite: forward claim "nbf" would overwrite a system claim of the webpubsub format`},
-		{"web pubsub: iss", WebPubSub, Options{ForwardClaims: []string{"iss"}}, `rewrite: forward claim "iss" would overwrite a system claim of the webpubsub format`},
-		{"web pubsub: jti", WebPubSub, Options{ForwardClaims: []string{"jti"}}, `rewrite: forward claim "jti" would overwrite a system claim of the webpubsub format`},
-		{"web pubsub: asrs", WebPubSub, Options{ForwardClaims: []string{"asrs.s.uid"}}, `rewrite: forward claim "asrs.s.uid" would overwrite a system claim of the webpubsub format`},
-		{"negative lifetime", SignalR, Options{MaxTokenLifetime: -time.Minute}, `rewrite: the maximum token lifetime -1m0s is negative`},
-		{"sub-second lifetime", SignalR, Options{MaxTokenLifetime: 500 * time.Millisecond}, `rewrite: the maximum token lifetime 500ms is under a second, the resolution of exp`},
-		{"close without bind", SignalR, Options{CloseOnCallerExpiry: true}, `rewrite: closing connections on caller expiry requires binding the token to the caller's expiry`},
-		{"web pubsub: close", WebPubSub, Options{CloseOnCallerExpiry: true, BindToCallerExpiry: true}, `rewrite: the webpubsub format cannot ask the service to close connections on caller expiry`},
+		{"empty name", SignalR(), Options{ForwardClaims: []string{""}}, `a forward claim name is empty`},
+		{"the user claim", SignalR(), Options{ForwardClaims: []string{"asrs.s.uid"}}, `forward claim "asrs.s.uid" would overwrite a system claim of the signalr format`},
+		{"another system claim", SignalR(), Options{ForwardClaims: []string{"asrs.s.aut"}}, `forward claim "asrs.s.aut" would overwrite a system claim of the signalr format`},
+		{"an already prefixed name", SignalR(), Options{ForwardClaims: []string{"asrs.u.exp"}}, `forward claim "asrs.u.exp" would overwrite a system claim of the signalr format`},
+		{"the close-on-expiry claim", SignalR(), Options{ForwardClaims: []string{"asrs.s.coae"}}, `forward claim "asrs.s.coae" would overwrite a system claim of the signalr format`},
+		{"the old user claim", SignalR(), Options{ForwardClaims: []string{"nameid"}}, `forward claim "nameid" would overwrite a system claim of the signalr format`},
+		{"a name twice", SignalR(), Options{ForwardClaims: []string{"tid", "tid"}}, `forward claim "tid" is listed twice`},
+		{"web pubsub: the user claim", WebPubSub(), Options{ForwardClaims: []string{"sub"}}, `forward claim "sub" would overwrite a system claim of the webpubsub format`},
+		{"web pubsub: roles", WebPubSub(), Options{ForwardClaims: []string{"role"}}, `forward claim "role" would overwrite a system claim of the webpubsub format`},
+		{"web pubsub: groups", WebPubSub(), Options{ForwardClaims: []string{"webpubsub.group"}}, `forward claim "webpubsub.group" would overwrite a system claim of the webpubsub format`},
+		{"web pubsub: groups, old spelling", WebPubSub(), Options{ForwardClaims: []string{"group"}}, `forward claim "group" would overwrite a system claim of the webpubsub format`},
+		{"web pubsub: aud", WebPubSub(), Options{ForwardClaims: []string{"aud"}}, `forward claim "aud" would overwrite a system claim of the webpubsub format`},
+		{"web pubsub: exp", WebPubSub(), Options{ForwardClaims: []string{"exp"}}, `forward claim "exp" would overwrite a system claim of the webpubsub format`},
+		{"web pubsub: iat", WebPubSub(), Options{ForwardClaims: []string{"iat"}}, `forward claim "iat" would overwrite a system claim of the webpubsub format`},
+		{"web pubsub: nbf", WebPubSub(), Options{ForwardClaims: []string{"nbf"}}, `forward claim "nbf" would overwrite a system claim of the webpubsub format`},
+		{"web pubsub: iss", WebPubSub(), Options{ForwardClaims: []string{"iss"}}, `forward claim "iss" would overwrite a system claim of the webpubsub format`},
+		{"web pubsub: jti", WebPubSub(), Options{ForwardClaims: []string{"jti"}}, `forward claim "jti" would overwrite a system claim of the webpubsub format`},
+		{"web pubsub: asrs", WebPubSub(), Options{ForwardClaims: []string{"asrs.s.uid"}}, `forward claim "asrs.s.uid" would overwrite a system claim of the webpubsub format`},
+		{"negative lifetime", SignalR(), Options{MaxTokenLifetime: -time.Minute}, `the maximum token lifetime -1m0s is negative`},
+		{"sub-second lifetime", SignalR(), Options{MaxTokenLifetime: 500 * time.Millisecond}, `the maximum token lifetime 500ms is under a second, the resolution of exp`},
+		{"close without bind", SignalR(), Options{CloseOnCallerExpiry: true}, `closing connections on caller expiry requires binding the token to the caller's expiry`},
+		{"web pubsub: close", WebPubSub(), Options{CloseOnCallerExpiry: true, BindToCallerExpiry: true}, `the webpubsub format cannot ask the service to close connections on caller expiry`},
 		{
 			name:   "every problem at once",
-			format: WebPubSub,
+			format: WebPubSub(),
 			opts:   Options{ForwardClaims: []string{"tid", "", "sub", "tid"}, MaxTokenLifetime: -1, CloseOnCallerExpiry: true},
-			want: `rewrite: a forward claim name is empty
-rewrite: forward claim "sub" would overwrite a system claim of the webpubsub format
-rewrite: forward claim "tid" is listed twice
-rewrite: the maximum token lifetime -1ns is negative
-rewrite: the webpubsub format cannot ask the service to close connections on caller expiry
-rewrite: closing connections on caller expiry requires binding the token to the caller's expiry`,
+			want: `a forward claim name is empty
+forward claim "sub" would overwrite a system claim of the webpubsub format
+forward claim "tid" is listed twice
+the maximum token lifetime -1ns is negative
+the webpubsub format cannot ask the service to close connections on caller expiry
+closing connections on caller expiry requires binding the token to the caller's expiry`,
 		},
 		{
 			name:   "a custom format whose prefix lands on a system claim",
 			format: Format{Name: "odd", UserClaim: "uid", TokenFields: []string{"t"}, PrefixedClaims: []string{"id"}, CustomClaimPrefix: "u"},
 			opts:   Options{ForwardClaims: []string{"id"}},
-			want:   `rewrite: forward claim "id" would overwrite a system claim of the odd format`,
+			want:   `forward claim "id" would overwrite a system claim of the odd format`,
 		},
 		{
 			name:   "a format with prefixed claims but no prefix",
@@ -220,9 +220,9 @@ func TestNewAcceptsOptions(t *testing.T) {
 		format Format
 		opts   Options
 	}{
-		{"signalr: registered and custom names", SignalR, Options{ForwardClaims: []string{"sub", "exp", "iss", "tid", "roles", "email"}}},
-		{"signalr: every option", SignalR, Options{ForwardClaims: []string{"tid"}, MaxTokenLifetime: time.Hour, BindToCallerExpiry: true, CloseOnCallerExpiry: true}},
-		{"web pubsub: custom names and lifetimes", WebPubSub, Options{ForwardClaims: []string{"tid", "email", "nameid"}, MaxTokenLifetime: time.Second, BindToCallerExpiry: true}},
+		{"signalr: registered and custom names", SignalR(), Options{ForwardClaims: []string{"sub", "exp", "iss", "tid", "roles", "email"}}},
+		{"signalr: every option", SignalR(), Options{ForwardClaims: []string{"tid"}, MaxTokenLifetime: time.Hour, BindToCallerExpiry: true, CloseOnCallerExpiry: true}},
+		{"web pubsub: custom names and lifetimes", WebPubSub(), Options{ForwardClaims: []string{"tid", "email", "nameid"}, MaxTokenLifetime: time.Second, BindToCallerExpiry: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -370,7 +370,7 @@ func TestTokenLifetime(t *testing.T) {
 		},
 		{
 			name:   "web pubsub: lifetime and binding",
-			format: WebPubSub,
+			format: WebPubSub(),
 			opts:   Options{MaxTokenLifetime: 30 * time.Minute, BindToCallerExpiry: true},
 			expiry: at(iat + 1200),
 			claims: `{"sub":"anonymous","exp":1732698000,"iat":1732694400,` + pubsubAud + `}`,
@@ -381,7 +381,7 @@ func TestTokenLifetime(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := tt.format
 			if f.Name == "" {
-				f = SignalR
+				f = SignalR()
 			}
 			r := newOptionsRewriter(t, f, tt.opts)
 			c := Caller{UserID: "alice", Claims: map[string]any{"tid": "contoso", "sub": "alice-sub"}, Expiry: tt.expiry}
@@ -422,7 +422,7 @@ func TestOptionsRefuse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newOptionsRewriter(t, SignalR, tt.opts)
+			r := newOptionsRewriter(t, SignalR(), tt.opts)
 			tt.caller.UserID = "alice"
 			got, err := rewriteClaims(t, r, tt.claims, tt.caller)
 			var re *Error
@@ -440,7 +440,7 @@ func TestOptionsRefuse(t *testing.T) {
 }
 
 func TestOptionsDefaultNowIsTheClock(t *testing.T) {
-	r, err := New(SignalR, []Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(testKey)}}, Options{MaxTokenLifetime: time.Minute})
+	r, err := New(SignalR(), []Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(testKey)}}, Options{MaxTokenLifetime: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

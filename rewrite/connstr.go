@@ -107,39 +107,10 @@ func ParseConnectionString(s string) (ConnectionString, error) {
 		return ConnectionString{}, err
 	}
 
-	// Secrets are gathered before anything is validated so that no error,
-	// whichever part it is about, can quote a value that contains one. A
-	// base64 key is also looked for without its '=' padding, as that is
-	// still the whole key.
-	var secrets []string
-	for _, p := range parts {
-		if !isSecretKey(p.canon) {
-			continue
-		}
-		for _, v := range []string{p.value, strings.TrimRight(p.value, "=")} {
-			if v != "" {
-				secrets = append(secrets, v)
-			}
-		}
-	}
-
-	seen := make(map[string]bool, len(parts))
-	values := make(map[string]string, len(parts))
-	for _, p := range parts {
-		folded := strings.ToLower(p.key)
-		if seen[folded] {
-			if p.canon != "" {
-				return ConnectionString{}, connStringError("duplicate key %q", p.canon)
-			}
-			if safeToQuote(p.key, secrets) {
-				return ConnectionString{}, connStringError("duplicate key %q", p.key)
-			}
-			return ConnectionString{}, connStringError("duplicate key in part %d", p.pos)
-		}
-		seen[folded] = true
-		if p.canon != "" {
-			values[p.canon] = p.value
-		}
+	secrets := secretValues(parts)
+	values, err := knownValues(parts, secrets)
+	if err != nil {
+		return ConnectionString{}, err
 	}
 
 	var cs ConnectionString
@@ -177,30 +148,79 @@ func ParseConnectionString(s string) (ConnectionString, error) {
 	if cs.AccessKey == "" && cs.AuthType == "" {
 		return ConnectionString{}, connStringError("missing AccessKey (expected AccessKey=<key>, the key the app signs client tokens with)")
 	}
-
-	if v, ok := values["Version"]; ok {
-		if !isSupportedVersion(v) {
-			return ConnectionString{}, connStringError("%s is not supported (expected 1.<minor>, such as Version=1.0)", nameAndValue("Version", v, secrets))
-		}
-		cs.Version = v
+	if err := cs.parseOptional(values, secrets); err != nil {
+		return ConnectionString{}, err
 	}
-
-	if v, ok := values["ClientEndpoint"]; ok {
-		if cs.ClientEndpoint, err = parseEndpoint("ClientEndpoint", v, "https://<host>", secrets); err != nil {
-			return ConnectionString{}, err
-		}
-	}
-	if v, ok := values["ServerEndpoint"]; ok {
-		if cs.ServerEndpoint, err = parseEndpoint("ServerEndpoint", v, "https://<host>", secrets); err != nil {
-			return ConnectionString{}, err
-		}
-	}
-
 	cs.ClientID = values["ClientId"]
 	cs.TenantID = values["TenantId"]
 	cs.HasClientSecret = values["ClientSecret"] != ""
 	cs.HasClientCert = values["ClientCert"] != ""
 	return cs, nil
+}
+
+// secretValues returns the values no error may quote. They are gathered
+// before anything is validated so that no error, whichever part it is
+// about, can quote a value that contains one. A base64 key is also looked
+// for without its '=' padding, as that is still the whole key.
+func secretValues(parts []csPart) []string {
+	var secrets []string
+	for _, p := range parts {
+		if !isSecretKey(p.canon) {
+			continue
+		}
+		for _, v := range []string{p.value, strings.TrimRight(p.value, "=")} {
+			if v != "" {
+				secrets = append(secrets, v)
+			}
+		}
+	}
+	return secrets
+}
+
+// knownValues returns the values of the known keys by canonical key, and
+// refuses a key given twice, in any letter case.
+func knownValues(parts []csPart, secrets []string) (map[string]string, error) {
+	seen := make(map[string]bool, len(parts))
+	values := make(map[string]string, len(parts))
+	for _, p := range parts {
+		folded := strings.ToLower(p.key)
+		if seen[folded] {
+			if p.canon != "" {
+				return nil, connStringError("duplicate key %q", p.canon)
+			}
+			if safeToQuote(p.key, secrets) {
+				return nil, connStringError("duplicate key %q", p.key)
+			}
+			return nil, connStringError("duplicate key in part %d", p.pos)
+		}
+		seen[folded] = true
+		if p.canon != "" {
+			values[p.canon] = p.value
+		}
+	}
+	return values, nil
+}
+
+// parseOptional reads Version, ClientEndpoint and ServerEndpoint.
+func (cs *ConnectionString) parseOptional(values map[string]string, secrets []string) error {
+	var err error
+	if v, ok := values["Version"]; ok {
+		if !isSupportedVersion(v) {
+			return connStringError("%s is not supported (expected 1.<minor>, such as Version=1.0)", nameAndValue("Version", v, secrets))
+		}
+		cs.Version = v
+	}
+	if v, ok := values["ClientEndpoint"]; ok {
+		if cs.ClientEndpoint, err = parseEndpoint("ClientEndpoint", v, "https://<host>", secrets); err != nil {
+			return err
+		}
+	}
+	if v, ok := values["ServerEndpoint"]; ok {
+		if cs.ServerEndpoint, err = parseEndpoint("ServerEndpoint", v, "https://<host>", secrets); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // splitParts splits s into its Key=Value parts. A part without '=' or with

@@ -21,11 +21,11 @@ func Example() {
 	}
 	fmt.Println(cs) // never shows the key
 
-	key, err := rewrite.SignalR.Key(cs) // the key and hosts, as the SignalR SDK reads them
+	key, err := rewrite.SignalR().Key(cs) // the key and hosts, as the SignalR SDK reads them
 	if err != nil {
 		panic(err)
 	}
-	r, err := rewrite.New(rewrite.SignalR, []rewrite.Key{key}, rewrite.Options{})
+	r, err := rewrite.New(rewrite.SignalR(), []rewrite.Key{key}, rewrite.Options{})
 	if err != nil {
 		panic(err)
 	}

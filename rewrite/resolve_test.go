@@ -48,7 +48,7 @@ func TestResolveChoosesTheEndpoint(t *testing.T) {
 		{"Endpoint with Port: aud with it, as SDKs before 2021 wrote", "https://y.service.signalr.net:8443/client/?hub=chat", "https://y.service.signalr.net:8443/client/?hub=chat", keyE, "E"},
 		{"default port in aud is no port", "https://y.service.signalr.net:443/client/?hub=chat", "", keyE, "E"},
 	}
-	r, err := New(SignalR, endpointKeys, Options{})
+	r, err := New(SignalR(), endpointKeys, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestRewriteWebPubSubBodies(t *testing.T) {
 		"isolated .NET":  `{"baseUrl":"` + base + `","url":"` + base + `?access_token=` + tok + `","AccessToken":"` + tok + `"}`,
 		"extra fields":   `{"expiresIn":3600,"url":"` + base + `?access_token=` + tok + `&group=lobby","groups":["lobby"],"token":"` + tok + `"}`,
 	}
-	r, err := New(WebPubSub, []Key{{Hosts: []string{"x.webpubsub.azure.com"}, Secret: []byte(testKey)}}, Options{})
+	r, err := New(WebPubSub(), []Key{{Hosts: []string{"x.webpubsub.azure.com"}, Secret: []byte(testKey)}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,11 +177,11 @@ func TestTokenLengthLimitPerService(t *testing.T) {
 		token  string
 		ok     bool
 	}{
-		{"Web PubSub takes tokens over SignalR's 4096", WebPubSub, webPubSubKey, 0, tokenOf(6000), true},
-		{"Web PubSub refuses tokens over its default", WebPubSub, webPubSubKey, 0, tokenOf(DefaultMaxTokenLength), false},
-		{"Web PubSub with a lower limit set", WebPubSub, webPubSubKey, 5000, tokenOf(6000), false},
-		{"Web PubSub with a higher limit set", WebPubSub, webPubSubKey, 40000, tokenOf(DefaultMaxTokenLength), true},
-		{"SignalR with a lower limit set", SignalR, []Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(testKey)}}, 200, signHS256(sdkHeader, sdkClaims, testKey), false},
+		{"Web PubSub takes tokens over SignalR's 4096", WebPubSub(), webPubSubKey, 0, tokenOf(6000), true},
+		{"Web PubSub refuses tokens over its default", WebPubSub(), webPubSubKey, 0, tokenOf(DefaultMaxTokenLength), false},
+		{"Web PubSub with a lower limit set", WebPubSub(), webPubSubKey, 5000, tokenOf(6000), false},
+		{"Web PubSub with a higher limit set", WebPubSub(), webPubSubKey, 40000, tokenOf(DefaultMaxTokenLength), true},
+		{"SignalR with a lower limit set", SignalR(), []Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(testKey)}}, 200, signHS256(sdkHeader, sdkClaims, testKey), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -200,8 +200,8 @@ func TestTokenLengthLimitPerService(t *testing.T) {
 		})
 	}
 	for _, n := range []int{-1, MaxTokenLength + 1} {
-		if _, err := New(SignalR, []Key{{Hosts: []string{"x"}, Secret: []byte("k")}}, Options{MaxTokenLength: n}); err == nil {
-			t.Errorf("New(SignalR) accepts a maximum token length of %d", n)
+		if _, err := New(SignalR(), []Key{{Hosts: []string{"x"}, Secret: []byte("k")}}, Options{MaxTokenLength: n}); err == nil {
+			t.Errorf("New(SignalR()) accepts a maximum token length of %d", n)
 		}
 	}
 }

@@ -82,7 +82,7 @@ type Format struct {
 	sdk *sdkRules
 }
 
-// SignalR is the Azure SignalR Service format: {"url", "accessToken"}, the
+// SignalR returns the Azure SignalR Service format: {"url", "accessToken"}, the
 // user id in asrs.s.uid. The PascalCase spelling comes from the .NET isolated
 // worker, whose SignalRConnectionInfo names no JSON properties
 // (Azure/azure-functions-dotnet-worker,
@@ -95,26 +95,28 @@ type Format struct {
 // exp, iat and nbf, but the token also carries iss, and the SDK strips the
 // prefix from any asrs.u. claim it gets back, so every registered name is
 // prefixed here.
-var SignalR = Format{
-	Name:             "signalr",
-	UserClaim:        "asrs.s.uid",
-	LegacyUserClaims: []string{"nameid", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier"},
-	TokenFields:      []string{"accessToken", "AccessToken"},
-	ClientURLFields:  []string{"url", "Url"},
-	MaxTokenLength:   MaxTokenLength,
-	ReservedClaims: []string{
-		"nameid",
-		"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier",
-	},
-	ReservedPrefixes:   []string{"asrs."},
-	PrefixedClaims:     []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti"},
-	CustomClaimPrefix:  "asrs.u.",
-	CloseOnExpiryClaim: "asrs.s.coae",
-	ExpiresOnClaim:     "asrs.s.aeo",
-	sdk:                &signalRRules,
+func SignalR() Format {
+	return Format{
+		Name:             "signalr",
+		UserClaim:        "asrs.s.uid",
+		LegacyUserClaims: []string{"nameid", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier"},
+		TokenFields:      []string{"accessToken", "AccessToken"},
+		ClientURLFields:  []string{"url", "Url"},
+		MaxTokenLength:   MaxTokenLength,
+		ReservedClaims: []string{
+			"nameid",
+			"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier",
+		},
+		ReservedPrefixes:   []string{"asrs."},
+		PrefixedClaims:     []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti"},
+		CustomClaimPrefix:  "asrs.u.",
+		CloseOnExpiryClaim: "asrs.s.coae",
+		ExpiresOnClaim:     "asrs.s.aeo",
+		sdk:                &signalRRules,
+	}
 }
 
-// WebPubSub is the Azure Web PubSub format, the user id in sub. Its bodies
+// WebPubSub returns the Azure Web PubSub format, the user id in sub. Its bodies
 // come in several shapes, all accepted:
 //
 //   - {"baseUrl", "url", "accessToken"}: the webPubSubConnection binding
@@ -134,16 +136,40 @@ var SignalR = Format{
 // forwarding refuses every registered JWT name and the permission and group
 // claims (group is the spelling older documentation gives webpubsub.group),
 // and, as it costs nothing, any webpubsub.* or asrs.* name.
-var WebPubSub = Format{
-	Name:             "webpubsub",
-	UserClaim:        "sub",
-	TokenFields:      []string{"accessToken", "AccessToken", "token"},
-	URLField:         "url",
-	ClientURLFields:  []string{"url", "baseUrl"},
-	ReservedClaims:   []string{"role", "group", "iss", "sub", "aud", "exp", "nbf", "iat", "jti"},
-	ReservedPrefixes: []string{"asrs.", "webpubsub."},
-	sdk:              &webPubSubRules,
+func WebPubSub() Format {
+	return Format{
+		Name:             "webpubsub",
+		UserClaim:        "sub",
+		TokenFields:      []string{"accessToken", "AccessToken", "token"},
+		URLField:         "url",
+		ClientURLFields:  []string{"url", "baseUrl"},
+		ReservedClaims:   []string{"role", "group", "iss", "sub", "aud", "exp", "nbf", "iat", "jti"},
+		ReservedPrefixes: []string{"asrs.", "webpubsub."},
+		sdk:              &webPubSubRules,
+	}
 }
+
+// FormatByName returns the format of the service named "signalr" or
+// "webpubsub", as Format.Name names it.
+func FormatByName(name string) (Format, error) {
+	for _, f := range formats() {
+		if f.Name == name {
+			return f, nil
+		}
+	}
+	return Format{}, fmt.Errorf("choose %s", strings.Join(FormatNames(), " or "))
+}
+
+// FormatNames returns the names FormatByName knows.
+func FormatNames() []string {
+	var names []string
+	for _, f := range formats() {
+		names = append(names, f.Name)
+	}
+	return names
+}
+
+func formats() []Format { return []Format{SignalR(), WebPubSub()} }
 
 // Key is an access key and the endpoint whose tokens it signs.
 type Key struct {
@@ -181,6 +207,12 @@ const (
 	ReasonCallerExpired   Reason = "caller_expired"   // the caller's token expires before the service token starts
 	ReasonCallerClaim     Reason = "caller_claim"     // a forwarded caller claim cannot be written as JSON
 )
+
+// Reasons returns every Reason a failed rewrite can have.
+func Reasons() []Reason {
+	return []Reason{ReasonNotJSON, ReasonNoToken, ReasonMalformedToken, ReasonUnknownEndpoint, ReasonSignature,
+		ReasonTooLong, ReasonURLMismatch, ReasonTokenMismatch, ReasonCallerExpired, ReasonCallerClaim}
+}
 
 // Error is a failed rewrite. It never contains a token or a key.
 type Error struct {

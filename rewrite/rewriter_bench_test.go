@@ -9,7 +9,7 @@ import (
 // the claim, sign. It is the sidecar's whole added cost per negotiate beyond
 // the JWT check and the proxy hop.
 func BenchmarkRewrite(b *testing.B) {
-	r, err := New(SignalR, []Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(testKey)}}, Options{})
+	r, err := New(SignalR(), []Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(testKey)}}, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func BenchmarkRewrite(b *testing.B) {
 // BenchmarkRewriteWithOptions adds every option: two forwarded claims, both
 // exp caps and the close-on-expiry claims.
 func BenchmarkRewriteWithOptions(b *testing.B) {
-	r := newOptionsRewriter(b, SignalR, Options{
+	r := newOptionsRewriter(b, SignalR(), Options{
 		ForwardClaims:       []string{"tid", "roles"},
 		MaxTokenLifetime:    30 * time.Minute,
 		BindToCallerExpiry:  true,

@@ -43,10 +43,10 @@ func FuzzRewrite(f *testing.F) {
 		f.Add([]byte(seed), "", `"<&>`, int64(0))
 	}
 	f.Add([]byte(string(body(good))), "bob", "x", int64(testNow-1))
-	signalR := newTestRewriterF(f, SignalR)
-	webPubSub := newTestRewriterF(f, WebPubSub)
+	signalR := newTestRewriterF(f, SignalR())
+	webPubSub := newTestRewriterF(f, WebPubSub())
 	lifetime := 30 * time.Minute
-	allOptions := newOptionsRewriter(f, SignalR, Options{
+	allOptions := newOptionsRewriter(f, SignalR(), Options{
 		ForwardClaims:       []string{"tid", "roles", "sub"},
 		MaxTokenLifetime:    lifetime,
 		BindToCallerExpiry:  true,
@@ -85,7 +85,7 @@ func FuzzRewrite(f *testing.F) {
 			added["asrs.s.coae"] = `"true"`
 			added["asrs.s.aeo"] = `"` + strconv.FormatInt(expiry, 10) + `"`
 		}
-		claims := checkUntouched(t, in, out, SignalR, user, "exp", "tid", "roles", "asrs.u.sub", "asrs.s.coae", "asrs.s.aeo")
+		claims := checkUntouched(t, in, out, SignalR(), user, "exp", "tid", "roles", "asrs.u.sub", "asrs.s.coae", "asrs.s.aeo")
 		for name, want := range added {
 			if i := claims.index(name); i < 0 || string(claims[i].value) != want {
 				t.Fatalf("claim %s is not %s: %s", name, want, claims.appendJSON(nil))

@@ -138,7 +138,7 @@ func TestRewriteSignalR(t *testing.T) {
 			wantClaims: `{"asrs.s.uid":"alice","nbf":1732694400,"exp":1732698000,"iat":1732694400,"aud":"https://x.service.signalr.net/client/?hub=chat"}`,
 		},
 	}
-	r := newTestRewriter(t, SignalR)
+	r := newTestRewriter(t, SignalR())
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var tok string
@@ -212,7 +212,7 @@ func TestRewriteRefuses(t *testing.T) {
 		{"tampered claims", string(body(tamper(good))), ReasonSignature},
 		{"too long", string(body(signHS256(sdkHeader, `{"pad":"`+strings.Repeat("x", 3000)+`","aud":"https://x.service.signalr.net/client/?hub=chat"}`, testKey))), ReasonTooLong},
 	}
-	r := newTestRewriter(t, SignalR)
+	r := newTestRewriter(t, SignalR())
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out, err := r.Rewrite([]byte(tt.body), Caller{UserID: "alice"})
@@ -234,7 +234,7 @@ func TestRewriteWebPubSub(t *testing.T) {
 	claims := `{"sub":"anonymous","role":["webpubsub.joinLeaveGroup"],"exp":1732698000,"iat":1732694400,"aud":"https://x.service.signalr.net/client/hubs/chat"}`
 	tok := signHS256(`{"alg":"HS256","typ":"JWT"}`, claims, testKey)
 	in := `{"baseUrl":"wss://x.service.signalr.net/client/hubs/chat","url":"wss://x.service.signalr.net/client/hubs/chat?access_token=` + tok + `&x=1","accessToken":"` + tok + `"}`
-	r := newTestRewriter(t, WebPubSub)
+	r := newTestRewriter(t, WebPubSub())
 	out, err := r.Rewrite([]byte(in), Caller{UserID: "alice"})
 	if err != nil {
 		t.Fatal(err)
@@ -261,14 +261,14 @@ func TestRewriteWebPubSub(t *testing.T) {
 
 func TestNewRefusesIncompleteKeys(t *testing.T) {
 	for _, keys := range [][]Key{nil, {{Hosts: []string{"x"}}}, {{Secret: []byte("k")}}} {
-		if _, err := New(SignalR, keys, Options{}); err == nil {
+		if _, err := New(SignalR(), keys, Options{}); err == nil {
 			t.Errorf("New(%v) succeeded", keys)
 		}
 	}
 }
 
 func TestRewriteTriesEveryKeyOfTheEndpoint(t *testing.T) {
-	r, err := New(SignalR, []Key{
+	r, err := New(SignalR(), []Key{
 		{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(otherKey)},
 		{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(testKey)},
 	}, Options{})

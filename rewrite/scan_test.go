@@ -15,11 +15,11 @@ func scanToken(header, payload string) string {
 }
 
 func TestForeignToken(t *testing.T) {
-	sr, err := New(SignalR, []Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(testKey)}}, Options{})
+	sr, err := New(SignalR(), []Key{{Hosts: []string{"x.service.signalr.net"}, Secret: []byte(testKey)}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	wps, err := New(WebPubSub, []Key{{Hosts: []string{"x.webpubsub.azure.com"}, Secret: []byte(testKey)}}, Options{})
+	wps, err := New(WebPubSub(), []Key{{Hosts: []string{"x.webpubsub.azure.com"}, Secret: []byte(testKey)}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func FuzzForeignToken(f *testing.F) {
 	f.Add("x.y.", ".z", "")
 	f.Add("e30", "%2", `a"b`)
 	f.Fuzz(func(t *testing.T, before, after, user string) {
-		sr, err := New(SignalR, []Key{{Hosts: []string{"x"}, Secret: []byte(testKey)}}, Options{})
+		sr, err := New(SignalR(), []Key{{Hosts: []string{"x"}, Secret: []byte(testKey)}}, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,12 @@ import (
 // issue a client: the aud of its token and the negotiate body around it. Each
 // rule names the SDK source it comes from, so that it can be checked again.
 type sdkRules struct {
+	// appSettings are the settings the Functions app reads its connection
+	// string from, the default one first; endpointPrefixes start those of
+	// several named endpoints (Microsoft.Azure.SignalR's ServiceOptions
+	// reads Azure:SignalR:Endpoints:<name>[:primary|:secondary]).
+	appSettings      []string
+	endpointPrefixes []string
 	// entraAuthType: a connection string with AuthType (aad, azure,
 	// azure.app, azure.msi) makes the SDK ignore AccessKey and sign client
 	// tokens with a key it fetches through Microsoft Entra ID.
@@ -40,9 +46,15 @@ type sdkRules struct {
 //     "{ClientEndpoint, or the Endpoint with Port, as an absolute URI}client/?hub={hub}",
 //     the hub in lowercase.
 var signalRRules = sdkRules{
-	entraAuthType:  true,
-	clientEndpoint: true,
-	body:           signalRBody,
+	appSettings: []string{
+		"AzureSignalRConnectionString",
+		"ConnectionStrings__AzureSignalRConnectionString",
+		"ConnectionStrings:AzureSignalRConnectionString",
+	},
+	endpointPrefixes: []string{"Azure__SignalR__Endpoints__", "Azure:SignalR:Endpoints:"},
+	entraAuthType:    true,
+	clientEndpoint:   true,
+	body:             signalRBody,
 }
 
 // webPubSubRules are those of the Web PubSub SDKs:
@@ -58,7 +70,8 @@ var signalRRules = sdkRules{
 //   - sdk/webpubsub/Microsoft.Azure.WebJobs.Extensions.WebPubSub/src/Bindings/WebPubSubConnection.cs:
 //     the binding's body is {"baseUrl", "url", "accessToken"}.
 var webPubSubRules = sdkRules{
-	body: webPubSubBody,
+	appSettings: []string{"WebPubSubConnectionString"},
+	body:        webPubSubBody,
 }
 
 // Key returns the key the service's SDK signs client tokens with for this

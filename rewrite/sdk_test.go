@@ -19,61 +19,61 @@ func TestFormatKey(t *testing.T) {
 	}{
 		{
 			name:   "SignalR",
-			format: SignalR,
+			format: SignalR(),
 			cs:     "Endpoint=https://x.service.signalr.net;AccessKey=" + k + ";Version=1.0;",
 			want:   Key{Endpoint: "https://x.service.signalr.net", Hosts: []string{"x.service.signalr.net"}, ClientHosts: []string{"x.service.signalr.net"}, Secret: []byte(k)},
 		},
 		{
 			name:   "SignalR emulator: port in the Endpoint",
-			format: SignalR,
+			format: SignalR(),
 			cs:     "Endpoint=http://127.0.0.1:8888;AccessKey=" + k + ";Version=1.0;",
 			want:   Key{Endpoint: "http://127.0.0.1:8888", Hosts: []string{"127.0.0.1:8888"}, ClientHosts: []string{"127.0.0.1:8888"}, Secret: []byte(k)},
 		},
 		{
 			name:   "SignalR with Port",
-			format: SignalR,
+			format: SignalR(),
 			cs:     "Endpoint=https://x.service.signalr.net;AccessKey=" + k + ";Port=8443",
 			want:   Key{Endpoint: "https://x.service.signalr.net:8443", Hosts: []string{"x.service.signalr.net:8443", "x.service.signalr.net"}, ClientHosts: []string{"x.service.signalr.net:8443"}, Secret: []byte(k)},
 		},
 		{
 			name:   "SignalR sends clients to ClientEndpoint",
-			format: SignalR,
+			format: SignalR(),
 			cs:     "Endpoint=https://x.service.signalr.net;AccessKey=" + k + ";ClientEndpoint=https://chat.example.com:4443/hub;ServerEndpoint=https://10.0.0.1",
 			want:   Key{Endpoint: "https://x.service.signalr.net", Hosts: []string{"x.service.signalr.net"}, ClientHosts: []string{"chat.example.com:4443"}, Secret: []byte(k)},
 		},
 		{
 			name:   "SignalR refuses AuthType with an AccessKey, which its SDK ignores",
-			format: SignalR,
+			format: SignalR(),
 			cs:     "Endpoint=https://x.service.signalr.net;AccessKey=" + k + ";AuthType=aad;ClientId=cid",
 			err:    "AuthType=aad: the app's SignalR SDK ignores the AccessKey when AuthType is set, and signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify",
 		},
 		{
 			name:   "SignalR refuses AuthType without an AccessKey",
-			format: SignalR,
+			format: SignalR(),
 			cs:     "Endpoint=https://x.service.signalr.net;AuthType=azure.msi",
 			err:    "AuthType=azure.msi: the app signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; give the app and the sidecar a connection string with AccessKey and without AuthType",
 		},
 		{
 			name:   "Web PubSub",
-			format: WebPubSub,
+			format: WebPubSub(),
 			cs:     "Endpoint=https://x.webpubsub.azure.com;AccessKey=" + k + ";Version=1.0;",
 			want:   Key{Endpoint: "https://x.webpubsub.azure.com", Hosts: []string{"x.webpubsub.azure.com"}, ClientHosts: []string{"x.webpubsub.azure.com"}, Secret: []byte(k)},
 		},
 		{
 			name:   "Web PubSub with Port: its aud carries the port",
-			format: WebPubSub,
+			format: WebPubSub(),
 			cs:     "Endpoint=http://localhost;Port=8080;AccessKey=" + k,
 			want:   Key{Endpoint: "http://localhost:8080", Hosts: []string{"localhost:8080"}, ClientHosts: []string{"localhost:8080"}, Secret: []byte(k)},
 		},
 		{
 			name:   "Web PubSub ignores AuthType and ClientEndpoint, as its SDKs do",
-			format: WebPubSub,
+			format: WebPubSub(),
 			cs:     "Endpoint=https://x.webpubsub.azure.com;AccessKey=" + k + ";AuthType=aad;ClientEndpoint=https://chat.example.com",
 			want:   Key{Endpoint: "https://x.webpubsub.azure.com", Hosts: []string{"x.webpubsub.azure.com"}, ClientHosts: []string{"x.webpubsub.azure.com"}, Secret: []byte(k)},
 		},
 		{
 			name:   "Web PubSub needs the AccessKey whatever AuthType says",
-			format: WebPubSub,
+			format: WebPubSub(),
 			cs:     "Endpoint=https://x.webpubsub.azure.com;AuthType=aad",
 			err:    "missing AccessKey: the webpubsub SDKs ignore AuthType and sign client tokens with the AccessKey",
 		},
@@ -111,7 +111,7 @@ func TestSDKBodyResolvesToItsEndpoint(t *testing.T) {
 		want   []string // the body of the first connection string
 	}{
 		{
-			format: SignalR,
+			format: SignalR(),
 			css: []string{
 				"Endpoint=http://127.0.0.1:8081;AccessKey=first-emulator-key;Version=1.0;",
 				"Endpoint=http://127.0.0.1:8082;AccessKey=second-emulator-key;Version=1.0;",
@@ -121,7 +121,7 @@ func TestSDKBodyResolvesToItsEndpoint(t *testing.T) {
 			want: []string{`"url":"http://127.0.0.1:8081/client/?hub=chat"`, `"aud":"http://127.0.0.1/client/?hub=chat"`},
 		},
 		{
-			format: WebPubSub,
+			format: WebPubSub(),
 			css: []string{
 				"Endpoint=http://127.0.0.1:8081;AccessKey=first-emulator-key;Version=1.0;",
 				"Endpoint=http://127.0.0.1;Port=8082;AccessKey=first-emulator-key;Version=1.0;",

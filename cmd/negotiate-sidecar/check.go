@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
+	"github.com/negotiate-sidecar/negotiate-sidecar/cmd/internal/cli"
 	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite"
 )
 
@@ -47,12 +46,13 @@ func (r *report) fail(subject, what, todo string) {
 // With --token it also judges that token as the sidecar would.
 func runCheck(ctx context.Context, args []string, env environment, stdout, stderr io.Writer) error {
 	r := &report{w: stdout}
-	s, v, err := loadSettings(args, env, true, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	s, err := loadSettings(args, env, true)
+	if errors.Is(err, cli.ErrHelp) {
+		command(true).Help(stdout)
 		return nil
 	}
 	if err != nil {
-		var ue usageError
+		var ue *cli.UsageError
 		if errors.As(err, &ue) {
 			return err // the command line itself did not parse
 		}
@@ -76,14 +76,13 @@ func runCheck(ctx context.Context, args []string, env environment, stdout, stder
 		}
 	}
 
-	css, _ := collectConnectionStrings(s, env) // validated with the settings
-	endpoints, _ := parseEndpoints(css, s.Service)
-	checkEndpoints(r, s, endpoints, time.Now())
+	eps, _ := endpoints(s, env) // validated with the settings
+	checkEndpoints(r, s, eps, time.Now())
 
 	checkUpstream(ctx, r, s.Upstream, client)
 
-	if v.token != "" {
-		checkToken(r, v.token, providers, len(providers) == len(s.Providers))
+	if s.token != "" {
+		checkToken(r, s.token, providers, len(providers) == len(s.Providers))
 	}
 	if r.problems > 0 {
 		fmt.Fprintf(stdout, "\n%d problem(s) found.\n", r.problems)
@@ -96,15 +95,11 @@ func runCheck(ctx context.Context, args []string, env environment, stdout, stder
 // checkProvider fetches the provider's keys once and reports how it went.
 func checkProvider(ctx context.Context, r *report, ps providerSettings, client *http.Client) (auth.Provider, bool) {
 	subject := fmt.Sprintf("provider %q", ps.Name)
-	var static []byte
-	if ps.JWKSFile != "" {
-		var err error
-		if static, err = os.ReadFile(ps.JWKSFile); err != nil {
-			r.fail(subject, fmt.Sprintf("JWKS file: %v", err), "check jwks_file / --jwks-file")
-			return auth.Provider{}, false
-		}
+	cfg, err := ps.keySetConfig(client)
+	if err != nil {
+		r.fail(subject, err.Error(), "check jwks_file / --jwks-file")
+		return auth.Provider{}, false
 	}
-	cfg := ps.keySetConfig(static, client)
 	ks, err := auth.NewKeySet(cfg)
 	if err != nil {
 		r.fail(subject, err.Error(), "a JWKS file must hold {\"keys\": [...]} with at least one public signature key")
@@ -112,7 +107,7 @@ func checkProvider(ctx context.Context, r *report, ps providerSettings, client *
 	}
 	if err := ks.Refresh(ctx); err != nil {
 		for _, e := range splitJoined(err) {
-			r.fail(subject, e.Error(), providerHint(ps, e))
+			r.fail(subject, e.Error(), providerHint(e))
 		}
 		return auth.Provider{}, false
 	}
@@ -120,27 +115,29 @@ func checkProvider(ctx context.Context, r *report, ps providerSettings, client *
 	switch {
 	case len(ps.JWKSURLs) > 0:
 		source = "JWKS " + strings.Join(ps.JWKSURLs, ", ")
-	case len(static) == 0:
+	case len(cfg.Static) == 0:
 		source = "discovery at " + strings.TrimSuffix(ps.Issuer, "/") + "/.well-known/openid-configuration"
 	}
 	r.ok(subject, "%d key(s) from %s; issuer %s, audiences %s, user claim %q", ks.Count(), source, ps.Issuer, strings.Join(ps.Audiences, ","), ps.UserClaim)
 	return ps.authProvider(ks), true
 }
 
-func providerHint(ps providerSettings, err error) string {
-	msg := err.Error()
+// providerHint says what to do about a failed fetch of a provider's keys,
+// by the kind of failure.
+func providerHint(err error) string {
+	var status *auth.StatusError
 	switch {
 	case errors.Is(err, auth.ErrInsecureHTTP):
 		return "use https; only for an identity provider inside the cluster without TLS, set insecure_http: true (--insecure-http)"
 	case errors.Is(err, auth.ErrRedirectDowngrade):
 		return "the identity provider redirects from https to plain http; configure the https URL the keys are finally served from (jwks_urls, --jwks-url)"
-	case strings.Contains(msg, "names issuer"):
+	case errors.Is(err, auth.ErrIssuerMismatch):
 		return "set issuer to the iss value your tokens carry, exactly, trailing slash included"
-	case strings.Contains(msg, "discovery") && strings.Contains(msg, "status 404"):
+	case errors.Is(err, auth.ErrDiscovery) && errors.As(err, &status) && status.Code == http.StatusNotFound:
 		return "the issuer URL has no discovery document; check the issuer, or give the JWKS location with --jwks-url"
-	case strings.Contains(msg, "discovery"):
+	case errors.Is(err, auth.ErrDiscovery):
 		return "check the issuer URL and that this machine can reach it, or give --jwks-url"
-	case strings.Contains(msg, "no usable signature key"), strings.Contains(msg, "not a JWKS document"):
+	case errors.Is(err, auth.ErrNotJWKS):
 		return "the URL does not serve a JWKS; check --jwks-url"
 	default:
 		return "check the URL and that this machine (and the pod) can reach it; the sidecar keeps retrying, but refuses negotiate until keys load"
@@ -155,52 +152,58 @@ const checkHub = "check"
 // them), as the proxy would on a negotiate, and confirms it resolves to that
 // endpoint and key and is rewritten. A setup whose negotiates the proxy would
 // all refuse fails here rather than in production.
-func checkEndpoints(r *report, s settings, endpoints []endpoint, now time.Time) {
+func checkEndpoints(r *report, s settings, endpoints []rewrite.Endpoint, now time.Time) {
 	if len(endpoints) == 0 {
 		return
 	}
 	format := formatOf(s.Service)
-	rw, err := rewrite.New(format, rewriteKeys(endpoints), rewrite.Options{MaxTokenLength: s.Tokens.MaxTokenLength})
+	rw, err := rewrite.New(format, rewrite.Keys(endpoints), rewrite.Options{MaxTokenLength: s.Tokens.MaxTokenLength})
 	if err != nil {
 		r.fail("endpoints", err.Error(), "")
 		return
 	}
 	for _, e := range endpoints {
-		subject := "endpoint " + e.hosts[0]
-		failed := false
-		var shared []string
-		for i, cs := range e.css {
-			what := "a token the app's SDK issues with the key from " + e.sources[i]
-			body, err := format.SDKBody(cs, checkHub, now)
-			var got rewrite.Key
-			if err == nil {
-				got, err = rw.Resolve(body)
-			}
-			if err == nil {
-				_, err = rw.Rewrite(body, rewrite.Caller{UserID: "check"})
-			}
-			switch {
-			case err != nil:
-				failed = true
-				r.fail(subject, fmt.Sprintf("%s would be refused: %v", what, err), endpointHint(err))
-			case !bytes.Equal(got.Secret, e.keys[i]):
-				failed = true
-				r.fail(subject, fmt.Sprintf("%s resolves to another key, of endpoint %s", what, got.Endpoint), "give each endpoint its own connection strings; the sidecar cannot tell these apart")
-			case got.Endpoint != e.url && !slices.Contains(shared, got.Endpoint):
-				// Same key, same host and client URL: whichever endpoint
-				// is chosen, the same key signs.
-				shared = append(shared, got.Endpoint)
-			}
-		}
-		if failed {
-			continue
-		}
-		note := ""
-		if len(shared) > 0 {
-			note = fmt.Sprintf(" (indistinguishable from %s, which has the same key)", strings.Join(shared, ", "))
-		}
-		r.ok(subject, "%d key(s), from %s; tokens the app's SDK issues for it are accepted%s", len(e.keys), strings.Join(e.sources, ", "), note)
+		checkEndpoint(r, format, rw, e, now)
 	}
+}
+
+// checkEndpoint is checkEndpoints for one endpoint.
+func checkEndpoint(r *report, format rewrite.Format, rw *rewrite.Rewriter, e rewrite.Endpoint, now time.Time) {
+	subject := "endpoint " + e.Hosts[0]
+	failed := false
+	var shared, sources []string
+	for _, k := range e.Keys {
+		sources = append(sources, k.Source)
+		what := "a token the app's SDK issues with the key from " + k.Source
+		body, err := format.SDKBody(k.ConnectionString, checkHub, now)
+		var got rewrite.Key
+		if err == nil {
+			got, err = rw.Resolve(body)
+		}
+		if err == nil {
+			_, err = rw.Rewrite(body, rewrite.Caller{UserID: "check"})
+		}
+		switch {
+		case err != nil:
+			failed = true
+			r.fail(subject, fmt.Sprintf("%s would be refused: %v", what, err), endpointHint(err))
+		case !bytes.Equal(got.Secret, k.Secret):
+			failed = true
+			r.fail(subject, fmt.Sprintf("%s resolves to another key, of endpoint %s", what, got.Endpoint), "give each endpoint its own connection strings; the sidecar cannot tell these apart")
+		case got.Endpoint != e.URL && !slices.Contains(shared, got.Endpoint):
+			// Same key, same host and client URL: whichever endpoint
+			// is chosen, the same key signs.
+			shared = append(shared, got.Endpoint)
+		}
+	}
+	if failed {
+		return
+	}
+	note := ""
+	if len(shared) > 0 {
+		note = fmt.Sprintf(" (indistinguishable from %s, which has the same key)", strings.Join(shared, ", "))
+	}
+	r.ok(subject, "%d key(s), from %s; tokens the app's SDK issues for it are accepted%s", len(e.Keys), strings.Join(sources, ", "), note)
 }
 
 // endpointHint says what to do about a refusal of an SDK's token.
@@ -253,6 +256,12 @@ func checkToken(r *report, token string, providers []auth.Provider, complete boo
 		r.fail("token", err.Error(), "")
 		return
 	}
+	r.fail("token", fmt.Sprintf("refused (%s): %v", ae.Reason, ae.Err), tokenHint(token, ae, providers, complete))
+}
+
+// tokenHint explains a refusal with what the token says against what is
+// configured: complete is false when some providers failed to load.
+func tokenHint(token string, ae *auth.Error, providers []auth.Provider, complete bool) string {
 	claims := jwt.MapClaims{}
 	unverified, _, _ := jwt.NewParser().ParseUnverified(token, claims)
 	var p *auth.Provider
@@ -298,7 +307,7 @@ func checkToken(r *report, token string, providers []auth.Provider, complete boo
 		})
 		todo = fmt.Sprintf("choose --user-claim among the token's claims: %s", strings.Join(names, ", "))
 	}
-	r.fail("token", fmt.Sprintf("refused (%s): %v", ae.Reason, ae.Err), todo)
+	return todo
 }
 
 // splitJoined returns the errors inside an errors.Join, or err alone.

@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +15,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/negotiate-sidecar/negotiate-sidecar/auth/authtest"
 )
 
 // checkFixture is what check talks to: an identity provider, a second one,
@@ -69,7 +68,12 @@ func (f *checkFixture) replace(s string) string {
 // out.
 func mintToken(t *testing.T, p *testIDP, claims jwt.MapClaims) string {
 	t.Helper()
-	all := jwt.MapClaims{"iss": p.URL, "aud": "api://app", "sub": "user-7", "exp": time.Now().Add(time.Hour).Unix()}
+	return mintSigned(p.URL, p.Key(), claims)
+}
+
+// mintSigned is mintToken for the issuer iss, signed with key.
+func mintSigned(iss string, key authtest.Key, claims jwt.MapClaims) string {
+	all := jwt.MapClaims{"iss": iss, "aud": "api://app", "sub": "user-7", "exp": time.Now().Add(time.Hour).Unix()}
 	for k, v := range claims {
 		if v == nil {
 			delete(all, k)
@@ -77,13 +81,7 @@ func mintToken(t *testing.T, p *testIDP, claims jwt.MapClaims) string {
 			all[k] = v
 		}
 	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodES256, all)
-	tok.Header["kid"] = "k1"
-	s, err := tok.SignedString(p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return key.Sign(nil, all)
 }
 
 func TestCheck(t *testing.T) {
@@ -92,17 +90,14 @@ func TestCheck(t *testing.T) {
 	const hintUnreachable = "-> check the URL and that this machine (and the pod) can reach it; the sidecar keeps retrying, but refuses negotiate until keys load"
 	const hintNotJWKS = "-> the URL does not serve a JWKS; check --jwks-url"
 	expired := time.Now().Add(-time.Hour).Truncate(time.Second)
-	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	otherKey := authtest.NewECKey("rotated")
 
 	tests := []struct {
 		name string
-		// args and env are added to a good configuration: --upstream
-		// {app} --issuer {idp} --audience api://app and
-		// AzureSignalRConnectionString with a fake key. A flag given again
-		// replaces its value, except --audience, which adds one.
+		// args and env are added to a good configuration:
+		// NEGOTIATE_SIDECAR_UPSTREAM={app}, NEGOTIATE_SIDECAR_ISSUER={idp},
+		// --audience api://app and AzureSignalRConnectionString with a fake
+		// key. A flag overrides the variable; --audience adds one.
 		args    func(t *testing.T, f *checkFixture) []string
 		env     map[string]string
 		noBase  bool     // args give the whole command line
@@ -176,7 +171,7 @@ func TestCheck(t *testing.T) {
 			name: "issuer not a URL, for discovery",
 			args: func(t *testing.T, f *checkFixture) []string { return []string{"--issuer", "corp-idp"} },
 			want: []string{
-				`FAIL configuration provider "provider-1": issuer "corp-idp" must be an absolute https URL: without jwks_urls (--jwks-url) or jwks_file (--jwks-file), the keys are found by OpenID Connect discovery from it`,
+				`FAIL configuration provider "provider-1": issuer "corp-idp", from which OpenID Connect discovery finds the keys (no JWKS URL is given), must be an absolute http or https URL`,
 				"1 problem(s) in the configuration; fix them and run check again.",
 			},
 			wantErr: true,
@@ -225,8 +220,8 @@ func TestCheck(t *testing.T) {
 				return []string{"--algorithms", "HS256", "--service", "pubsub"}
 			},
 			want: []string{
-				`FAIL configuration service "pubsub": choose signalr or webpubsub`,
-				`FAIL configuration provider "{idp-host}": algorithm "HS256" is not accepted`,
+				`FAIL configuration --service="pubsub": choose signalr or webpubsub`,
+				`FAIL configuration --algorithms="HS256": "HS256" not accepted`,
 				"2 problem(s) in the configuration; fix them and run check again.",
 			},
 			wantErr: true,
@@ -374,13 +369,7 @@ func TestCheck(t *testing.T) {
 		{
 			name: "token signed with a key the provider does not have",
 			args: func(t *testing.T, f *checkFixture) []string {
-				tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"iss": f.idp.URL, "aud": "api://app", "sub": "x", "exp": time.Now().Add(time.Hour).Unix()})
-				tok.Header["kid"] = "rotated"
-				s, err := tok.SignedString(otherKey)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return []string{"--token", s}
+				return []string{"--token", mintSigned(f.idp.URL, otherKey, jwt.MapClaims{"sub": "x"})}
 			},
 			want: []string{
 				"FAIL token refused (unknown_key): ",
@@ -402,8 +391,8 @@ func TestCheck(t *testing.T) {
 		{
 			name: "token with a forged signature",
 			args: func(t *testing.T, f *checkFixture) []string {
-				forged := &testIDP{Server: f.idp.Server, key: otherKey} // same iss and kid, another key
-				return []string{"--token", mintToken(t, forged, nil)}
+				forged := authtest.Key{ID: "k1", Method: jwt.SigningMethodES256, Signer: otherKey.Signer} // same iss and kid, another key
+				return []string{"--token", mintSigned(f.idp.URL, forged, nil)}
 			},
 			want:    []string{"FAIL token refused (signature): ", "1 problem(s) found."},
 			wantErr: true,
@@ -415,7 +404,7 @@ func TestCheck(t *testing.T) {
 				tok.Header["kid"] = "k1"
 				tok.Header["crit"] = []string{"b64"}
 				tok.Header["b64"] = false
-				s, err := tok.SignedString(f.idp.key)
+				s, err := tok.SignedString(f.idp.Key().Signer)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -524,13 +513,14 @@ providers:
 			t.Parallel()
 			f := newCheckFixture(t)
 			args := []string{"check"}
+			env := map[string]string{"AzureSignalRConnectionString": fakeConnectionString}
 			if !tt.noBase {
-				args = append(args, "--upstream", f.app.URL, "--issuer", f.idp.URL, "--audience", "api://app")
+				args = append(args, "--audience", "api://app")
+				env["NEGOTIATE_SIDECAR_UPSTREAM"], env["NEGOTIATE_SIDECAR_ISSUER"] = f.app.URL, f.idp.URL
 			}
 			if tt.args != nil {
 				args = append(args, tt.args(t, f)...)
 			}
-			env := map[string]string{"AzureSignalRConnectionString": fakeConnectionString}
 			for k, v := range tt.env {
 				env[k] = v
 				if v == "" {
@@ -597,14 +587,14 @@ func writeCheckConfig(t *testing.T, f *checkFixture, text string) string {
 
 func TestCheckCommandLine(t *testing.T) {
 	tests := []struct {
-		name      string
-		args      []string
-		wantErr   string
-		wantInErr string // in stderr
+		name    string
+		args    []string
+		wantErr string
+		wantOut string // on stdout
 	}{
-		{"help", []string{"check", "--help"}, "", "-token JWT"},
-		{"unknown flag", []string{"check", "--tokens", "x"}, "flag provided but not defined: -tokens", "Usage: negotiate-sidecar check"},
-		{"stray argument", []string{"check", "now"}, `unexpected argument "now"; the subcommands are check, demo and version, and flags start with --`, ""},
+		{"help", []string{"check", "--help"}, "", "--token JWT"},
+		{"unknown flag", []string{"check", "--tokens", "x"}, "unknown flag --tokens (did you mean --token?); negotiate-sidecar check --help lists the flags", ""},
+		{"stray argument", []string{"check", "now"}, `unexpected argument "now"; negotiate-sidecar check takes no arguments, and flags start with --`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -613,11 +603,11 @@ func TestCheckCommandLine(t *testing.T) {
 			if got := errString(err); got != tt.wantErr {
 				t.Errorf("error %q, want %q", got, tt.wantErr)
 			}
-			if !strings.Contains(stderr.String(), tt.wantInErr) {
-				t.Errorf("stderr lacks %q:\n%s", tt.wantInErr, stderr.String())
+			if !strings.Contains(stdout.String(), tt.wantOut) || (tt.wantOut == "" && stdout.String() != "") {
+				t.Errorf("stdout, want %q in it:\n%s", tt.wantOut, stdout.String())
 			}
-			if stdout.String() != "" {
-				t.Errorf("a command line that does not parse printed a report:\n%s", stdout.String())
+			if stderr.String() != "" {
+				t.Errorf("stderr:\n%s", stderr.String())
 			}
 		})
 	}

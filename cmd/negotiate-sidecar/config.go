@@ -1,23 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net/url"
-	"os"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
+	"github.com/negotiate-sidecar/negotiate-sidecar/cmd/internal/cli"
 	"github.com/negotiate-sidecar/negotiate-sidecar/proxy"
 	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite"
 )
@@ -26,606 +19,387 @@ import (
 // --jwks-url is NEGOTIATE_SIDECAR_JWKS_URL.
 const envPrefix = "NEGOTIATE_SIDECAR_"
 
-// settings is the sidecar's whole configuration: defaults, then the
-// configuration file, then NEGOTIATE_SIDECAR_* variables, then flags. Its
-// yaml tags are the configuration file's keys.
+// settings is the sidecar's whole configuration, declared setting by
+// setting in declarations: defaults, then the configuration file, then
+// NEGOTIATE_SIDECAR_* variables, then flags.
 type settings struct {
-	Listen           string        `yaml:"listen"`
-	AdminListen      string        `yaml:"admin_listen"`
-	Upstream         string        `yaml:"upstream"`
-	Service          string        `yaml:"service"`
-	NegotiatePaths   []string      `yaml:"negotiate_paths"`
-	MaxBodyBytes     int64         `yaml:"max_body_bytes"`
-	NegotiateTimeout time.Duration `yaml:"negotiate_timeout"`
-	LogLevel         string        `yaml:"log_level"`
-	LogFormat        string        `yaml:"log_format"`
-	ShutdownDelay    time.Duration `yaml:"shutdown_delay"`
-	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout"`
-	MaxConnections   int           `yaml:"max_connections"`
-	ReloadInterval   time.Duration `yaml:"reload_interval"`
-	TokenCacheSize   int           `yaml:"token_cache_size"`
+	Listen           string
+	AdminListen      string
+	Upstream         string
+	Service          string
+	NegotiatePaths   []string
+	MaxBodyBytes     int64
+	NegotiateTimeout time.Duration
+	LogLevel         string
+	LogFormat        string
+	ShutdownDelay    time.Duration
+	ShutdownTimeout  time.Duration
+	MaxConnections   int
+	ReloadInterval   time.Duration
+	TokenCacheSize   int
 
-	Providers []providerSettings `yaml:"providers"`
-	SignalR   signalRSettings    `yaml:"signalr"`
-	Tokens    tokenSettings      `yaml:"tokens"`
+	Providers []providerSettings
+	SignalR   signalRSettings
+	Tokens    tokenSettings
 
-	// configFile is the path the file was read from, if any.
-	configFile string `yaml:"-"`
+	configFile string // the file the settings were read from, if any
+	token      string // check --token
 }
 
 // providerSettings configures one identity provider.
 type providerSettings struct {
-	Name            string         `yaml:"name"`
-	Issuer          string         `yaml:"issuer"`
-	JWKSURLs        []string       `yaml:"jwks_urls"`
-	JWKSFile        string         `yaml:"jwks_file"`
-	Audiences       []string       `yaml:"audiences"`
-	Algorithms      []string       `yaml:"algorithms"`
-	UserClaim       string         `yaml:"user_claim"`
-	Leeway          *time.Duration `yaml:"leeway"` // nil: default; 0 is a valid choice
-	RefreshInterval time.Duration  `yaml:"refresh_interval"`
-	MaxStaleness    time.Duration  `yaml:"max_staleness"`
-	InsecureHTTP    bool           `yaml:"insecure_http"`
+	Name            string
+	Issuer          string
+	JWKSURLs        []string
+	JWKSFile        string
+	Audiences       []string
+	Algorithms      []string
+	UserClaim       string
+	Leeway          time.Duration
+	RefreshInterval time.Duration
+	MaxStaleness    time.Duration
+	InsecureHTTP    bool
 }
 
 // signalRSettings lists connection strings beyond those found in the
 // environment (AzureSignalRConnectionString, Azure__SignalR__Endpoints__*).
 type signalRSettings struct {
-	ConnectionStrings     []string `yaml:"connection_strings"`
-	ConnectionStringFiles []string `yaml:"connection_string_files"`
+	ConnectionStrings     []string
+	ConnectionStringFiles []string
 }
 
 // tokenSettings shape the rewritten token beyond the user id.
 type tokenSettings struct {
-	ForwardClaims       []string      `yaml:"forward_claims"`
-	MaxTokenLifetime    time.Duration `yaml:"max_token_lifetime"`
-	BindToCallerExpiry  bool          `yaml:"bind_to_caller_expiry"`
-	CloseOnCallerExpiry bool          `yaml:"close_on_caller_expiry"`
-	MaxTokenLength      int           `yaml:"max_token_length"` // 0: the service's limit
+	ForwardClaims       []string
+	MaxTokenLifetime    time.Duration
+	BindToCallerExpiry  bool
+	CloseOnCallerExpiry bool
+	MaxTokenLength      int // 0: the service's limit
 }
+
+// defaultMaxConnections bounds the memory and file descriptors clients can
+// make the proxy hold. An idle connection costs the proxy some 10 to 20 KiB,
+// and one whose request is being proxied some 45 KiB with its connection to
+// the app (measured with net/http on Go 1.26), so 2048 busy connections fit
+// in about 90 MiB, within the chart's default memory limit of 128 MiB. Idle
+// keep-alive connections are closed to make room when the limit is reached,
+// so in practice it counts busy connections, and 2048 requests at once are
+// far more than a Functions host answers.
+//
+// The default token cache of 4096 holds the tokens of a few thousand active
+// callers in at most 8 MiB (auth.EntryBudget each); the default shutdown
+// delay of 5s covers how long Kubernetes usually takes to take a
+// terminating pod out of its Services' endpoints and to have every node's
+// kube-proxy (or an ingress controller) act on it.
+const defaultMaxConnections = 2048
 
 // The range of --max-token-length. Under the minimum no SDK's token fits;
-// the Web PubSub maximum keeps the URL a browser puts the token in within
-// what HTTP servers commonly accept.
+// the maximum keeps the URL a browser puts a Web PubSub token in within what
+// HTTP servers commonly accept. The service's own limit (SignalR's 4096) is
+// rewrite's to enforce.
 const (
-	minTokenLength          = 512
-	maxWebPubSubTokenLength = 32768
+	minTokenLength = 512
+	maxTokenLength = 32768
 )
 
-const (
-	defaultLeeway          = 30 * time.Second
-	defaultRefreshInterval = 15 * time.Minute
-	defaultReloadInterval  = 2 * time.Second
-	// defaultTokenCacheSize holds the tokens of a few thousand active
-	// callers in at most 8 MiB (auth.EntryBudget each).
-	defaultTokenCacheSize  = 4096
-	defaultShutdownTimeout = 15 * time.Second
-	// defaultShutdownDelay covers how long Kubernetes usually takes to
-	// take a terminating pod out of its Services' endpoints and to have
-	// every node's kube-proxy (or an ingress controller) act on it: a few
-	// seconds.
-	defaultShutdownDelay = 5 * time.Second
-	// defaultMaxConnections bounds the memory and file descriptors clients
-	// can make the proxy hold. An idle connection costs the proxy some 10
-	// to 20 KiB, and one whose request is being proxied some 45 KiB with
-	// its connection to the app (measured with net/http on Go 1.26), so
-	// 2048 busy connections fit in about 90 MiB, within the chart's default
-	// memory limit of 128 MiB. Idle keep-alive connections are closed to
-	// make room when the limit is reached, so in practice it counts busy
-	// connections, and 2048 requests at once are far more than a Functions
-	// host answers.
-	defaultMaxConnections = 2048
-	maxMaxConnections     = 1 << 20
-)
+// top and prov bind a setting to a field of the settings, or of the
+// provider the setting is for.
+func top[T any](field func(*settings) *T) func(*settings, int) *T {
+	return func(s *settings, _ int) *T { return field(s) }
+}
 
-func defaultSettings() settings {
-	return settings{
-		Listen:           ":8080",
-		AdminListen:      ":9090",
-		Service:          "signalr",
-		MaxBodyBytes:     proxy.DefaultMaxBodyBytes,
-		NegotiateTimeout: proxy.DefaultNegotiateTimeout,
-		LogLevel:         "info",
-		LogFormat:        "json",
-		ShutdownDelay:    defaultShutdownDelay,
-		ShutdownTimeout:  defaultShutdownTimeout,
-		MaxConnections:   defaultMaxConnections,
-		ReloadInterval:   defaultReloadInterval,
-		TokenCacheSize:   defaultTokenCacheSize,
+func prov[T any](field func(*providerSettings) *T) func(*settings, int) *T {
+	return func(s *settings, i int) *T { return field(&s.Providers[i]) }
+}
+
+// declarations declare every setting once: flag, file key, default, parser,
+// range and help. The flags, --help, the layering of the file, the
+// environment and the flags, and the README's configuration table all come
+// from here.
+func declarations() []cli.Setting[settings] {
+	return slices.Concat(serverDeclarations(), providerDeclarations(), tokenDeclarations())
+}
+
+// serverDeclarations are the settings of the proxy and admin servers.
+func serverDeclarations() []cli.Setting[settings] {
+	return []cli.Setting[settings]{
+		{Flag: "config", Meta: "FILE", Path: true, Watch: true,
+			Help:  "The configuration file. It is re-read when it changes.",
+			Value: cli.String(top(func(s *settings) *string { return &s.configFile }), nil)},
+		{Flag: "listen", Key: "listen", Default: ":8080",
+			Help:  "Address of the proxy, the one clients reach.",
+			Value: cli.String(top(func(s *settings) *string { return &s.Listen }), nil)},
+		{Flag: "upstream", Key: "upstream", Meta: "URL", DefaultDoc: "(required)",
+			Help:  "The app's base URL in the pod, such as `http://127.0.0.1:80`.",
+			Value: cli.String(top(func(s *settings) *string { return &s.Upstream }), checkUpstreamURL)},
+		{Flag: "admin-listen", Key: "admin_listen", Default: ":9090",
+			Help:  "Address of `/healthz`, `/readyz` and `/metrics`.",
+			Value: cli.String(top(func(s *settings) *string { return &s.AdminListen }), nil)},
+		{Flag: "service", Key: "service", Default: "signalr",
+			Help:  "`signalr` (user id in `asrs.s.uid`) or `webpubsub` (Azure Web PubSub: user id in `sub`, and the token inside `url` rewritten too; the connection string then defaults to `$WebPubSubConnectionString`).",
+			Value: cli.String(top(func(s *settings) *string { return &s.Service }), checkService)},
+		{Flag: "negotiate-path", Key: "negotiate_paths", Meta: "PATTERN", DefaultDoc: "any path whose last segment is `negotiate`",
+			Help:  "Paths whose responses are rewritten (repeatable), as `path.Match` patterns such as `/api/*/negotiate`.",
+			Value: cli.List(top(func(s *settings) *[]string { return &s.NegotiatePaths }), false, checkNegotiatePaths)},
+		{Flag: "max-body-bytes", Key: "max_body_bytes", Default: strconv.Itoa(proxy.DefaultMaxBodyBytes),
+			Help:  "Largest negotiate response read; a larger one is refused with 502.",
+			Value: cli.Int(top(func(s *settings) *int64 { return &s.MaxBodyBytes }), cli.Between[int64](1024, 16<<20))},
+		{Flag: "negotiate-timeout", Key: "negotiate_timeout", Default: proxy.DefaultNegotiateTimeout.String(),
+			Help:  "How long the app may take to answer a negotiate (100ms to 10m); past it the caller gets 504. It also bounds how long a caller may take to send a negotiate's body (408 past it). Other routes are not bounded.",
+			Value: cli.Duration(top(func(s *settings) *time.Duration { return &s.NegotiateTimeout }), cli.Between(100*time.Millisecond, 10*time.Minute))},
+		{Flag: "max-connections", Key: "max_connections", Default: strconv.Itoa(defaultMaxConnections),
+			Help:  "Most client connections the proxy holds open at once (1 to 1048576). When all are taken, idle keep-alive connections are closed to make room and new connections wait until one closes.",
+			Value: cli.Int(top(func(s *settings) *int { return &s.MaxConnections }), cli.Between(1, 1<<20))},
+		{Flag: "log-level", Key: "log_level", Default: "info",
+			Help:  "`debug`, `info`, `warn` or `error`. Applied on reload.",
+			Value: cli.String(top(func(s *settings) *string { return &s.LogLevel }), func(v string) error { _, err := parseLevel(v); return err })},
+		{Flag: "log-format", Key: "log_format", Default: "json",
+			Help:  "`json` or `console`.",
+			Value: cli.String(top(func(s *settings) *string { return &s.LogFormat }), oneOf("json", "console"))},
+		{Flag: "shutdown-delay", Key: "shutdown_delay", Default: "5s",
+			Help:  "After SIGTERM, how long the proxy keeps accepting and serving, with readiness already 503, while Kubernetes takes the pod out of its Services' endpoints. `0s` stops accepting at once.",
+			Value: cli.Duration(top(func(s *settings) *time.Duration { return &s.ShutdownDelay }), cli.AtLeast[time.Duration](0))},
+		{Flag: "shutdown-timeout", Key: "shutdown_timeout", Default: "15s",
+			Help:  "After the shutdown delay, how long in-flight requests may take to finish.",
+			Value: cli.Duration(top(func(s *settings) *time.Duration { return &s.ShutdownTimeout }), positive)},
+		{Flag: "reload-interval", Key: "reload_interval", Default: "2s",
+			Help:  "How often the configuration and connection string files are checked for changes.",
+			Value: cli.Duration(top(func(s *settings) *time.Duration { return &s.ReloadInterval }), cli.AtLeast(100*time.Millisecond))},
+		{Flag: "token-cache-size", Key: "token_cache_size", Default: "4096",
+			Help:  "Verified caller tokens remembered, so that a token presented again (every reconnect, every API call) skips the signature check. Only tokens that verified are kept, each until its `exp` plus `leeway`, and all of a provider's are dropped when its keys change. Memory stays under 2 KiB a token (8 MiB at the default); the least recently used go first. `0` turns it off. Restart to apply a change.",
+			Value: cli.Int(top(func(s *settings) *int { return &s.TokenCacheSize }), cli.Between(0, 1_000_000))},
 	}
 }
 
-// listFlag is a repeatable flag. From the environment it takes a
-// comma-separated list.
-type listFlag struct{ values *[]string }
-
-func (l listFlag) String() string {
-	if l.values == nil {
-		return ""
+// providerDeclarations are the settings of each identity provider.
+func providerDeclarations() []cli.Setting[settings] {
+	return []cli.Setting[settings]{
+		{Key: "providers[].name", Group: "providers",
+			Help:  "The provider's name in logs and metrics. Default: the issuer's host, such as `login.microsoftonline.com`.",
+			Value: cli.String(prov(func(p *providerSettings) *string { return &p.Name }), nil)},
+		{Flag: "issuer", Key: "providers[].issuer", Meta: "URL", DefaultDoc: "(required)", Group: "providers",
+			Help:  "The exact `iss` of your callers' tokens. Without a JWKS URL or file, the JWKS is found by OpenID Connect discovery at `URL/.well-known/openid-configuration`, whose `issuer` must equal this value; the issuer must then be an `https` URL (see `--insecure-http`), and so must the `jwks_uri` the document names. With a JWKS URL or file the issuer is only compared with `iss`, and may be any string.",
+			Value: cli.String(prov(func(p *providerSettings) *string { return &p.Issuer }), auth.CheckIssuer)},
+		{Flag: "jwks-url", Key: "providers[].jwks_urls", Meta: "URL", Group: "providers",
+			Help:  "JWKS of the identity provider (repeatable; keys of all URLs are accepted), over `https` (see `--insecure-http`).",
+			Value: cli.List(prov(func(p *providerSettings) *[]string { return &p.JWKSURLs }), false, nil)},
+		{Flag: "jwks-file", Key: "providers[].jwks_file", Meta: "PATH", Group: "providers", Path: true,
+			Help:  "A static JWKS file, for offline use and tests.",
+			Value: cli.String(prov(func(p *providerSettings) *string { return &p.JWKSFile }), nil)},
+		{Flag: "audience", Key: "providers[].audiences", Meta: "AUD", DefaultDoc: "(required)", Group: "providers",
+			Help:  "Accepted `aud` (repeatable); a token must carry at least one of them.",
+			Value: cli.List(prov(func(p *providerSettings) *[]string { return &p.Audiences }), false, auth.CheckAudiences)},
+		{Flag: "user-claim", Key: "providers[].user_claim", Meta: "NAME", Default: "sub", Group: "providers",
+			Help:  "Claim holding the user id: a claim of exactly this name if present (URI claim names contain dots), else a dotted path into nested objects (`ext.user.id`). A missing, empty or non-string value is refused with 401. With Microsoft Entra ID, `oid` is the stable object id.",
+			Value: cli.String(prov(func(p *providerSettings) *string { return &p.UserClaim }), nil)},
+		{Flag: "algorithms", Key: "providers[].algorithms", Default: strings.Join(auth.DefaultAlgorithms(), ","), Group: "providers",
+			Help:  "Accepted JWS algorithms. `none` and `HS*` are never accepted.",
+			Value: cli.Comma(prov(func(p *providerSettings) *[]string { return &p.Algorithms }), auth.CheckAlgorithms)},
+		{Flag: "leeway", Key: "providers[].leeway", Default: "30s", Group: "providers",
+			Help:  "Clock skew allowed on `exp`, `nbf` and `iat` (0s to 5m). `exp` is required.",
+			Value: cli.Duration(prov(func(p *providerSettings) *time.Duration { return &p.Leeway }), auth.CheckLeeway)},
+		{Flag: "jwks-refresh-interval", Key: "providers[].refresh_interval", Default: "15m", Group: "providers",
+			Help:  "How often keys are fetched (at least 1m), each wait shortened by up to a tenth at random so replicas do not call the identity provider in step.",
+			Value: cli.Duration(prov(func(p *providerSettings) *time.Duration { return &p.RefreshInterval }), cli.AtLeast(time.Minute))},
+		{Flag: "max-staleness", Key: "providers[].max_staleness", Default: "0s", DefaultDoc: "`0` (never)", Group: "providers",
+			Help:  "Readiness fails once the provider's keys were last fetched longer ago than this (at least twice the refresh interval).",
+			Value: cli.Duration(prov(func(p *providerSettings) *time.Duration { return &p.MaxStaleness }), nil)},
+		{Flag: "insecure-http", Key: "providers[].insecure_http", Default: "false", Group: "providers",
+			Help:  "Allow plain `http` to the identity provider (the issuer for discovery, JWKS URLs, the discovered `jwks_uri`), for one inside the cluster that serves no TLS. Without it, keys are only fetched over `https`, or `http` to a loopback host (`localhost`, `127.0.0.0/8`, `::1`). Redirects are followed at most 5 times, and never from `https` to `http`, whatever this says.",
+			Value: cli.Bool(prov(func(p *providerSettings) *bool { return &p.InsecureHTTP }))},
 	}
-	return strings.Join(*l.values, ",")
 }
 
-func (l listFlag) Set(v string) error {
-	*l.values = append(*l.values, v)
-	return nil
-}
-
-// commaFlag holds a comma-separated list, replaced as a whole.
-type commaFlag struct{ values *[]string }
-
-func (c commaFlag) String() string { return listFlag(c).String() }
-
-func (c commaFlag) Set(v string) error {
-	*c.values = splitList(v)
-	return nil
-}
-
-func splitList(v string) []string {
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
+// tokenDeclarations are the settings of the service tokens: the connection
+// strings whose keys sign them, and what goes into them.
+func tokenDeclarations() []cli.Setting[settings] {
+	return []cli.Setting[settings]{
+		{Flag: "connection-string", Key: "signalr.connection_strings",
+			Help:  "A connection string whose `AccessKey` may sign tokens, added to those the app's own settings in the environment hold (`AzureSignalRConnectionString`, `Azure__SignalR__Endpoints__*`, `WebPubSubConnectionString`) and to the file's list.",
+			Value: cli.Item(top(func(s *settings) *[]string { return &s.SignalR.ConnectionStrings }))},
+		{Flag: "connection-string-file", Key: "signalr.connection_string_files", Meta: "PATH", Path: true, Watch: true,
+			Help:  "A file holding one connection string, such as a mounted Kubernetes Secret. Re-read when it changes (repeatable).",
+			Value: cli.List(top(func(s *settings) *[]string { return &s.SignalR.ConnectionStringFiles }), true, nil)},
+		{Flag: "forward-claim", Key: "tokens.forward_claims", Meta: "NAME",
+			Help:  "Caller claims copied into the service token (repeatable), so that they reach the app in upstream events. Registered JWT names (`iss`, `sub`, `aud`, `exp`, `nbf`, `iat`, `jti`) become `asrs.u.<name>`, as the Azure SDK writes them.",
+			Value: cli.List(top(func(s *settings) *[]string { return &s.Tokens.ForwardClaims }), false, nil)},
+		{Flag: "max-token-lifetime", Key: "tokens.max_token_lifetime", Default: "0s", DefaultDoc: "`0` (keep)",
+			Help:  "Cap on the service token's lifetime, counted from its `iat`.",
+			Value: cli.Duration(top(func(s *settings) *time.Duration { return &s.Tokens.MaxTokenLifetime }), nil)},
+		{Flag: "bind-to-caller-expiry", Key: "tokens.bind_to_caller_expiry", Default: "false",
+			Help:  "The service token never outlives the caller's token.",
+			Value: cli.Bool(top(func(s *settings) *bool { return &s.Tokens.BindToCallerExpiry }))},
+		{Flag: "close-on-caller-expiry", Key: "tokens.close_on_caller_expiry", Default: "false",
+			Help:  "Also set `asrs.s.coae`/`asrs.s.aeo`, which ask the service to close the connection when the caller's token expires. Needs `bind_to_caller_expiry`.",
+			Value: cli.Bool(top(func(s *settings) *bool { return &s.Tokens.CloseOnCallerExpiry }))},
+		{Flag: "max-token-length", Key: "tokens.max_token_length", Default: "0", DefaultDoc: "`0` (the service's)",
+			Help:  "Longest service token produced; a longer one is refused with 502 (`too_long`). `0` means 4096 for `signalr`, the limit Azure SignalR Service enforces (512 to 4096 may be set), and 16384 for `webpubsub`, which documents no limit (512 to 32768 may be set).",
+			Value: cli.Int(top(func(s *settings) *int { return &s.Tokens.MaxTokenLength }), checkTokenLength)},
 	}
-	return out
 }
 
-// flagValues holds what the command line and environment said. Only the
-// flags that were given are applied over the file.
-type flagValues struct {
-	configFile string
-	s          settings
-	provider   providerSettings
-	leeway     time.Duration
-	connString string
-	connFiles  []string
-	token      string // check --token
-}
-
-// newFlagSet declares every flag. check is true for the check subcommand,
-// which adds --token.
-func newFlagSet(name string, v *flagValues, check bool, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&v.configFile, "config", "", "YAML configuration `file`; flags and NEGOTIATE_SIDECAR_* variables override it")
-	fs.StringVar(&v.s.Listen, "listen", ":8080", "`address` of the proxy, the one clients and the Kubernetes Service reach")
-	fs.StringVar(&v.s.AdminListen, "admin-listen", ":9090", "`address` of /healthz, /readyz and /metrics")
-	fs.StringVar(&v.s.Upstream, "upstream", "", "the app's base `URL`, such as http://127.0.0.1:80 (required)")
-	fs.StringVar(&v.s.Service, "service", "signalr", "token format: signalr (asrs.s.uid) or webpubsub (sub, token also in url)")
-	fs.Var(listFlag{&v.s.NegotiatePaths}, "negotiate-path", "path `pattern` whose responses are rewritten, such as /api/*/negotiate (repeatable; default: any path ending in /negotiate)")
-	fs.Int64Var(&v.s.MaxBodyBytes, "max-body-bytes", proxy.DefaultMaxBodyBytes, "largest negotiate response body read, in `bytes`")
-	fs.DurationVar(&v.s.NegotiateTimeout, "negotiate-timeout", proxy.DefaultNegotiateTimeout, "how long the app may take to answer a negotiate before the caller gets 504, and the caller to send a negotiate's body before it gets 408")
-	fs.IntVar(&v.s.MaxConnections, "max-connections", defaultMaxConnections, "most client `connections` the proxy holds open at once; when all are taken, idle ones are closed and new ones wait")
-	fs.StringVar(&v.s.LogLevel, "log-level", "info", "log `level`: debug, info, warn or error")
-	fs.StringVar(&v.s.LogFormat, "log-format", "json", "log `format`: json or console")
-	fs.DurationVar(&v.s.ShutdownDelay, "shutdown-delay", defaultShutdownDelay, "after SIGTERM, how long the proxy keeps accepting and serving, with readiness 503, while Kubernetes updates the endpoints (0: stop accepting at once)")
-	fs.DurationVar(&v.s.ShutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "after the shutdown delay, how long in-flight requests may take to finish")
-	fs.DurationVar(&v.s.ReloadInterval, "reload-interval", defaultReloadInterval, "how often the configuration and connection string files are checked for changes")
-	fs.IntVar(&v.s.TokenCacheSize, "token-cache-size", defaultTokenCacheSize, "verified caller tokens remembered until they expire, so a repeated token skips the signature check (0: off)")
-
-	fs.StringVar(&v.provider.Issuer, "issuer", "", "required iss of callers' tokens, exactly; without --jwks-url the JWKS is found by OIDC discovery at `URL`/.well-known/openid-configuration")
-	fs.Var(listFlag{&v.provider.JWKSURLs}, "jwks-url", "JWKS `URL` of the identity provider (repeatable)")
-	fs.StringVar(&v.provider.JWKSFile, "jwks-file", "", "`path` of a static JWKS file, for offline use and tests")
-	fs.Var(listFlag{&v.provider.Audiences}, "audience", "accepted aud of callers' tokens (repeatable; at least one required)")
-	fs.StringVar(&v.provider.UserClaim, "user-claim", "sub", "claim holding the user id: a claim of exactly this `name`, else a dotted path into nested claims")
-	fs.Var(commaFlag{&v.provider.Algorithms}, "algorithms", "accepted JWS algorithms, comma-separated (default "+strings.Join(auth.DefaultAlgorithms, ",")+")")
-	fs.DurationVar(&v.leeway, "leeway", defaultLeeway, "clock skew allowed on exp, nbf and iat")
-	fs.DurationVar(&v.provider.RefreshInterval, "jwks-refresh-interval", defaultRefreshInterval, "how often the identity provider's keys are fetched")
-	fs.DurationVar(&v.provider.MaxStaleness, "max-staleness", 0, "readiness fails once the newest keys fetched are older than this (0: never)")
-	fs.BoolVar(&v.provider.InsecureHTTP, "insecure-http", false, "allow plain http to the identity provider (issuer for discovery, JWKS URLs), for one inside the cluster without TLS; http to loopback is always allowed")
-
-	fs.StringVar(&v.connString, "connection-string", "", "Azure SignalR connection string (default: $AzureSignalRConnectionString, the setting the Functions app reads)")
-	fs.Var(listFlag{&v.connFiles}, "connection-string-file", "`path` of a file holding a connection string, re-read when it changes (repeatable)")
-
-	fs.Var(listFlag{&v.s.Tokens.ForwardClaims}, "forward-claim", "caller `claim` copied into the service token (repeatable)")
-	fs.DurationVar(&v.s.Tokens.MaxTokenLifetime, "max-token-lifetime", 0, "cap on the service token's lifetime (0: keep the app's)")
-	fs.BoolVar(&v.s.Tokens.BindToCallerExpiry, "bind-to-caller-expiry", false, "the service token never outlives the caller's token")
-	fs.BoolVar(&v.s.Tokens.CloseOnCallerExpiry, "close-on-caller-expiry", false, "also ask the service to close the connection when the caller's token expires")
-	fs.IntVar(&v.s.Tokens.MaxTokenLength, "max-token-length", 0, fmt.Sprintf("longest service token produced, in `characters` (0: %d for signalr, the service's limit; %d for webpubsub, which documents none)", rewrite.MaxTokenLength, rewrite.DefaultMaxTokenLength))
+// command is the sidecar's command line, or check's with its --token.
+func command(check bool) *cli.Command[settings] {
+	c := &cli.Command[settings]{
+		Name:      "negotiate-sidecar",
+		Usage:     "Usage: negotiate-sidecar [flags]\n       negotiate-sidecar check [flags] [--token JWT]\n       negotiate-sidecar demo [--user ID] [-v]\n       negotiate-sidecar version\n\nAuthenticates callers' JWTs and puts their verified id into the Azure SignalR\nService or Web PubSub token of the app's negotiate answers.",
+		EnvPrefix: envPrefix,
+		Config:    "config",
+		ArgHint:   "the subcommands are check, demo and version, and flags start with --",
+		Settings:  declarations(),
+		Groups: map[string]cli.Group[settings]{"providers": {
+			Add: func(s *settings) int {
+				s.Providers = append(s.Providers, providerSettings{})
+				return len(s.Providers) - 1
+			},
+			Len: func(s *settings) int { return len(s.Providers) },
+			Shared: func(names []string, n int) error {
+				return fmt.Errorf("%s (flags or NEGOTIATE_SIDECAR_* variables) describe a single identity provider, but the configuration file lists %d; set them in the file instead", strings.Join(names, ", "), n)
+			},
+		}},
+	}
 	if check {
-		fs.StringVar(&v.token, "token", "", "a caller's `JWT` to judge as the sidecar would")
+		c.Name = "negotiate-sidecar check"
+		c.Usage = "Usage: negotiate-sidecar check [flags] [--token JWT]\n\nValidates the configuration, contacts the identity providers and the app, and reports\none line per check. Exits non-zero if anything failed."
+		c.ArgHint = "negotiate-sidecar check takes no arguments, and flags start with --"
+		c.Settings = append(c.Settings, cli.Setting[settings]{Flag: "token", Meta: "JWT", NoEnv: true,
+			Help:  "A caller's JWT, judged as the sidecar would judge it.",
+			Value: cli.String(top(func(s *settings) *string { return &s.token }), nil)})
 	}
-	fs.Usage = func() {
-		out := fs.Output()
-		if check {
-			fmt.Fprint(out, "Usage: negotiate-sidecar check [flags]\n\nValidates the configuration, contacts the identity providers and the app, and reports\none line per check. Exits non-zero if anything failed.\n\n")
-		} else {
-			fmt.Fprint(out, "Usage: negotiate-sidecar [flags]\n       negotiate-sidecar check [flags] [--token JWT]\n       negotiate-sidecar demo [--user ID] [-v]\n       negotiate-sidecar version\n\n")
-		}
-		fmt.Fprint(out, "Every flag can also be set as NEGOTIATE_SIDECAR_<FLAG_NAME> (--jwks-url: NEGOTIATE_SIDECAR_JWKS_URL).\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	return fs
+	return c
 }
-
-// providerFlags are the flags that describe the single provider given on the
-// command line.
-var providerFlags = []string{"issuer", "jwks-url", "jwks-file", "audience", "user-claim", "algorithms", "leeway", "jwks-refresh-interval", "max-staleness", "insecure-http"}
 
 // loadSettings resolves the configuration from the command line, the
-// environment and the configuration file. Every problem is reported at once,
-// each with what to do.
-func loadSettings(args []string, env environment, check bool, stderr io.Writer) (settings, flagValues, error) {
-	var v flagValues
-	name := "negotiate-sidecar"
-	if check {
-		name += " check"
+// environment and the configuration file, fills in what derives from other
+// settings, and validates it. It returns cli.ErrHelp, a *cli.UsageError, or
+// every problem at once, each naming the setting as the user gave it.
+func loadSettings(args []string, env environment, check bool) (settings, error) {
+	c := command(check)
+	s, l, err := c.Load(args, env)
+	s.configFile = l.File
+	var ue *cli.UsageError
+	if err != nil && (errors.Is(err, cli.ErrHelp) || errors.As(err, &ue)) {
+		return s, err
 	}
-	fs := newFlagSet(name, &v, check, stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return settings{}, v, err
-		}
-		return settings{}, v, usageError{err}
+	if l.Unusable {
+		return s, err
 	}
-	if fs.NArg() > 0 {
-		return settings{}, v, usageError{fmt.Errorf("unexpected argument %q; the subcommands are check, demo and version, and flags start with --", fs.Arg(0))}
-	}
-
-	var problems []error
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || f.Name == "token" {
-			return
-		}
-		name := envName(f.Name)
-		val, ok := env.lookup(name)
-		if !ok || val == "" {
-			return
-		}
-		if _, repeatable := f.Value.(listFlag); repeatable {
-			for _, item := range splitList(val) {
-				_ = f.Value.Set(item)
-			}
-			given[f.Name] = true
-			return
-		}
-		if err := f.Value.Set(val); err != nil {
-			// Not marked as given: the flag now holds a zero value that
-			// must not override the file and cause a second, false error.
-			problems = append(problems, fmt.Errorf("%s=%q: %v", name, val, err))
-			return
-		}
-		given[f.Name] = true
-	})
-
-	s := defaultSettings()
-	if v.configFile != "" {
-		if err := s.readFile(v.configFile); err != nil {
-			problems = append(problems, err)
-			var ue unusableFile
-			if errors.As(err, &ue) {
-				// Checking the defaults would only add false problems
-				// about settings the file may well have.
-				return s, v, errors.Join(problems...)
-			}
-		}
-	}
-	for name := range given {
-		v.apply(&s, name)
-	}
-	if given["connection-string"] {
-		s.SignalR.ConnectionStrings = append(s.SignalR.ConnectionStrings, v.connString)
-	}
-	if given["connection-string-file"] {
-		s.SignalR.ConnectionStringFiles = append(s.SignalR.ConnectionStringFiles, v.connFiles...)
-	}
-	var providerGiven []string
-	for _, f := range providerFlags {
-		if given[f] {
-			providerGiven = append(providerGiven, "--"+f)
-		}
-	}
-	if len(providerGiven) > 0 {
-		switch len(s.Providers) {
-		case 0:
-			s.Providers = []providerSettings{{}}
-			fallthrough
-		case 1:
-			p := &s.Providers[0]
-			for _, f := range providerFlags {
-				if given[f] {
-					v.applyProvider(p, f)
-				}
-			}
-		default:
-			problems = append(problems, fmt.Errorf("%s (flags or NEGOTIATE_SIDECAR_* variables) describe a single identity provider, but %s configures %d; set them in the file instead", strings.Join(providerGiven, ", "), v.configFile, len(s.Providers)))
-		}
-	}
-	problems = append(problems, s.validate()...)
-	// Connection strings are checked here too, so that one run reports
-	// every problem, not one per attempt.
-	css, err := collectConnectionStrings(s, env)
-	if err != nil {
-		problems = append(problems, err)
-	}
-	if _, err := parseEndpoints(css, s.Service); err != nil {
-		problems = append(problems, err)
-	}
-	return s, v, errors.Join(problems...)
+	fillDefaults(&s)
+	problems := []error{err}
+	problems = append(problems, c.Validate(&s, l)...)
+	problems = append(problems, validate(s, l, env)...)
+	return s, errors.Join(problems...)
 }
 
-// usageError is a command line that did not parse, as opposed to a
-// configuration with problems.
-type usageError struct{ error }
-
-func envName(flagName string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-// apply copies one given top-level flag's value over the file's.
-func (v *flagValues) apply(s *settings, name string) {
-	switch name {
-	case "listen":
-		s.Listen = v.s.Listen
-	case "admin-listen":
-		s.AdminListen = v.s.AdminListen
-	case "upstream":
-		s.Upstream = v.s.Upstream
-	case "service":
-		s.Service = v.s.Service
-	case "negotiate-path":
-		s.NegotiatePaths = v.s.NegotiatePaths
-	case "max-body-bytes":
-		s.MaxBodyBytes = v.s.MaxBodyBytes
-	case "negotiate-timeout":
-		s.NegotiateTimeout = v.s.NegotiateTimeout
-	case "log-level":
-		s.LogLevel = v.s.LogLevel
-	case "log-format":
-		s.LogFormat = v.s.LogFormat
-	case "max-connections":
-		s.MaxConnections = v.s.MaxConnections
-	case "shutdown-delay":
-		s.ShutdownDelay = v.s.ShutdownDelay
-	case "shutdown-timeout":
-		s.ShutdownTimeout = v.s.ShutdownTimeout
-	case "reload-interval":
-		s.ReloadInterval = v.s.ReloadInterval
-	case "token-cache-size":
-		s.TokenCacheSize = v.s.TokenCacheSize
-	case "forward-claim":
-		s.Tokens.ForwardClaims = v.s.Tokens.ForwardClaims
-	case "max-token-lifetime":
-		s.Tokens.MaxTokenLifetime = v.s.Tokens.MaxTokenLifetime
-	case "bind-to-caller-expiry":
-		s.Tokens.BindToCallerExpiry = v.s.Tokens.BindToCallerExpiry
-	case "close-on-caller-expiry":
-		s.Tokens.CloseOnCallerExpiry = v.s.Tokens.CloseOnCallerExpiry
-	case "max-token-length":
-		s.Tokens.MaxTokenLength = v.s.Tokens.MaxTokenLength
-	}
-}
-
-func (v *flagValues) applyProvider(p *providerSettings, name string) {
-	switch name {
-	case "issuer":
-		p.Issuer = v.provider.Issuer
-	case "jwks-url":
-		p.JWKSURLs = v.provider.JWKSURLs
-	case "jwks-file":
-		p.JWKSFile = v.provider.JWKSFile
-	case "audience":
-		p.Audiences = v.provider.Audiences
-	case "user-claim":
-		p.UserClaim = v.provider.UserClaim
-	case "algorithms":
-		p.Algorithms = v.provider.Algorithms
-	case "leeway":
-		l := v.leeway
-		p.Leeway = &l
-	case "jwks-refresh-interval":
-		p.RefreshInterval = v.provider.RefreshInterval
-	case "max-staleness":
-		p.MaxStaleness = v.provider.MaxStaleness
-	case "insecure-http":
-		p.InsecureHTTP = v.provider.InsecureHTTP
-	}
-}
-
-// unknownField matches the YAML decoder's message for an unknown key.
-var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type \S+$`)
-
-// readFile decodes the configuration file strictly: an unknown key is an
-// error naming the key and its line, because a misspelt key that is silently
-// ignored is a setting the user believes in and does not have.
-func (s *settings) readFile(path string) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return unusableFile{fmt.Errorf("--config: %w", err)}
-	}
-	s.configFile = path
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(s); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil // an empty file sets nothing
-		}
-		var te *yaml.TypeError
-		if !errors.As(err, &te) {
-			return unusableFile{fmt.Errorf("%s: %w", path, err)}
-		}
-		var msgs []string
-		lost := false
-		for _, m := range te.Errors {
-			if sm := unknownField.FindStringSubmatch(m); sm != nil {
-				m = fmt.Sprintf("line %s: unknown key %q; see the configuration reference in the README for the keys there are", sm[1], sm[2])
-			}
-			// The decoder drops a whole mapping with a repeated key.
-			lost = lost || strings.Contains(m, "already defined")
-			msgs = append(msgs, fmt.Sprintf("%s %s", path, m))
-		}
-		err := errors.New(strings.Join(msgs, "\n"))
-		if lost {
-			return unusableFile{err}
-		}
-		s.resolvePaths(path)
-		return err
-	}
-	var extra yaml.Node
-	if dec.Decode(&extra) != io.EOF {
-		return fmt.Errorf("%s: holds more than one YAML document; keep the configuration in one", path)
-	}
-	s.resolvePaths(path)
-	return nil
-}
-
-// unusableFile is a configuration file that could not be read or decoded at
-// all, as opposed to one with problems in some of its settings.
-type unusableFile struct{ error }
-
-// resolvePaths makes the file's relative paths relative to the file's own
-// directory, so that a configuration and the files it names can move
-// together, wherever the sidecar is started from.
-func (s *settings) resolvePaths(configPath string) {
-	dir := filepath.Dir(configPath)
-	rel := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return p
-		}
-		return filepath.Join(dir, p)
-	}
-	for i := range s.Providers {
-		s.Providers[i].JWKSFile = rel(s.Providers[i].JWKSFile)
-	}
-	for i, f := range s.SignalR.ConnectionStringFiles {
-		s.SignalR.ConnectionStringFiles[i] = rel(f)
-	}
-}
-
-// validate checks every setting and returns all problems found.
-func (s *settings) validate() []error {
-	var problems []error
-	add := func(format string, args ...any) { problems = append(problems, fmt.Errorf(format, args...)) }
-	if s.Upstream == "" {
-		add("upstream is required (--upstream or upstream:): the app's address in the pod, such as http://127.0.0.1:80")
-	} else if u, err := url.Parse(s.Upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		add("upstream %q must be an absolute http or https URL, such as http://127.0.0.1:80", s.Upstream)
-	}
-	if s.Service != "signalr" && s.Service != "webpubsub" {
-		add("service %q: choose signalr or webpubsub", s.Service)
-	}
-	if _, err := proxy.NewMatcher(s.NegotiatePaths); err != nil {
-		add("%v", err)
-	}
-	if s.MaxBodyBytes < 1024 || s.MaxBodyBytes > 16<<20 {
-		add("max_body_bytes %d: choose from 1024 to 16777216", s.MaxBodyBytes)
-	}
-	if s.NegotiateTimeout < 100*time.Millisecond || s.NegotiateTimeout > 10*time.Minute {
-		add("negotiate timeout %s: choose from 100ms to 10m", s.NegotiateTimeout)
-	}
-	if s.LogFormat != "json" && s.LogFormat != "console" {
-		add("log format %q: choose json or console", s.LogFormat)
-	}
-	if _, err := parseLevel(s.LogLevel); err != nil {
-		problems = append(problems, err)
-	}
-	if s.MaxConnections < 1 || s.MaxConnections > maxMaxConnections {
-		add("max connections %d: choose from 1 to %d", s.MaxConnections, maxMaxConnections)
-	}
-	if s.ShutdownDelay < 0 {
-		add("shutdown delay %s must not be negative", s.ShutdownDelay)
-	}
-	if s.ShutdownTimeout <= 0 {
-		add("shutdown timeout %s must be positive", s.ShutdownTimeout)
-	}
-	if s.ReloadInterval < 100*time.Millisecond {
-		add("reload interval %s: choose at least 100ms", s.ReloadInterval)
-	}
-	if s.TokenCacheSize < 0 || s.TokenCacheSize > 1_000_000 {
-		add("token cache size %d: choose from 0 (off) to 1000000 tokens", s.TokenCacheSize)
-	}
-	if len(s.Providers) == 0 {
-		add("no identity provider: give --issuer and --audience, or list providers: in the configuration file")
-	}
-	var names, issuers []string
+// fillDefaults fills in the defaults that derive from other settings, and
+// those of a list or name the file gave empty.
+func fillDefaults(s *settings) {
 	for i := range s.Providers {
 		p := &s.Providers[i]
 		if p.Name == "" {
 			p.Name = defaultProviderName(p.Issuer, i)
 		}
-		where := "provider " + strconv.Quote(p.Name)
-		if slices.Contains(names, p.Name) {
-			add("%s: the name is used twice; give each provider its own name: (names label metrics and must differ)", where)
-		}
-		names = append(names, p.Name)
-		if p.Issuer == "" {
-			add("%s: issuer is required (--issuer): the exact iss claim of your callers' tokens", where)
-		} else if slices.Contains(issuers, p.Issuer) {
-			add("%s: issuer %q is configured twice; a token must map to exactly one provider, so merge their audiences into one", where, p.Issuer)
-		}
-		issuers = append(issuers, p.Issuer)
-		if len(p.Audiences) == 0 {
-			add("%s: at least one audience is required (--audience): the aud your callers' tokens carry", where)
-		} else if slices.Contains(p.Audiences, "") {
-			add("%s: an audience is empty; list the aud values your callers' tokens carry", where)
-		}
-		for _, u := range p.JWKSURLs {
-			if err := auth.CheckURL(u, p.InsecureHTTP); err != nil {
-				add("%s: JWKS URL %q %v", where, u, err)
-			}
-		}
-		// Without a JWKS URL or file the keys are found by discovery from
-		// the issuer, which must then be a URL the key set may fetch;
-		// otherwise the issuer is only compared with iss, and any string
-		// will do. Caught here, an issuer that cannot be fetched is a
-		// configuration error rather than a pod unready for ever.
-		if p.Issuer != "" && len(p.JWKSURLs) == 0 && p.JWKSFile == "" {
-			if err := auth.CheckURL(p.Issuer, p.InsecureHTTP); errors.Is(err, auth.ErrInsecureHTTP) {
-				add("%s: issuer %q, from which OpenID Connect discovery finds the keys, %v", where, p.Issuer, err)
-			} else if err != nil {
-				add("%s: issuer %q must be an absolute https URL: without jwks_urls (--jwks-url) or jwks_file (--jwks-file), the keys are found by OpenID Connect discovery from it", where, p.Issuer)
-			}
+		if len(p.Algorithms) == 0 {
+			p.Algorithms = auth.DefaultAlgorithms()
 		}
 		if p.UserClaim == "" {
 			p.UserClaim = "sub"
 		}
-		if len(p.Algorithms) == 0 {
-			p.Algorithms = slices.Clone(auth.DefaultAlgorithms)
+	}
+}
+
+// validate checks what concerns several settings together, each rule where
+// the package that uses the settings keeps it; the connection strings are
+// read too, so that one run reports every problem.
+func validate(s settings, l *cli.Loaded, env environment) []error {
+	var problems []error
+	add := func(err error) {
+		if err != nil {
+			problems = append(problems, err)
 		}
-		for _, a := range p.Algorithms {
-			if !slices.Contains(auth.DefaultAlgorithms, a) {
-				add("%s: algorithm %q is not accepted; choose from %s (never none or HS*)", where, a, strings.Join(auth.DefaultAlgorithms, ","))
+	}
+	if len(s.Providers) == 0 {
+		add(errors.New("no identity provider: give --issuer and --audience, or list providers: in the configuration file"))
+	}
+	var ps []auth.Provider
+	for i, p := range s.Providers {
+		ps = append(ps, p.authProvider(nil))
+		// A JWKS file alone is read when the sidecar starts.
+		if p.JWKSFile == "" || len(p.JWKSURLs) > 0 {
+			if err := p.keySources().Check(); err != nil {
+				add(fmt.Errorf("provider %q: %w", p.Name, err))
 			}
 		}
-		if p.Leeway == nil {
-			l := defaultLeeway
-			p.Leeway = &l
-		} else if *p.Leeway < 0 || *p.Leeway > 5*time.Minute {
-			add("%s: leeway %s: choose a value from 0s to 5m", where, *p.Leeway)
-		}
-		if p.RefreshInterval == 0 {
-			p.RefreshInterval = defaultRefreshInterval
-		} else if p.RefreshInterval < time.Minute {
-			add("%s: refresh interval %s: choose at least 1m; rotated keys are fetched on demand anyway", where, p.RefreshInterval)
-		}
 		if p.MaxStaleness < 0 || (p.MaxStaleness > 0 && p.MaxStaleness < 2*p.RefreshInterval) {
-			add("%s: max staleness %s must be 0 (never) or at least twice the refresh interval (%s)", where, p.MaxStaleness, p.RefreshInterval)
+			add(fmt.Errorf("%s: must be 0 (never) or at least twice the refresh interval (%s)", l.Origin("providers[].max_staleness", i), p.RefreshInterval))
 		}
 	}
-	for _, c := range s.Tokens.ForwardClaims {
-		if c == "" {
-			add("forward_claims: a claim name is empty")
-		}
+	if len(ps) > 0 {
+		// The fields were judged one by one above; what is left is
+		// whether the providers can stand together.
+		add(auth.CheckDistinct(ps))
 	}
-	if s.Tokens.MaxTokenLifetime < 0 {
-		add("max token lifetime %s must not be negative", s.Tokens.MaxTokenLifetime)
+	if format, err := rewrite.FormatByName(s.Service); err == nil {
+		add(rewrite.CheckOptions(format, s.rewriteOptions()))
 	}
-	if n := s.Tokens.MaxTokenLength; n != 0 {
-		limit := maxWebPubSubTokenLength
-		if s.Service == "signalr" {
-			limit = rewrite.MaxTokenLength // Azure SignalR Service refuses longer tokens
-		}
-		if n < minTokenLength || n > limit {
-			add("max token length %d: choose 0 (the service's limit) or from %d to %d for %s", n, minTokenLength, limit, s.Service)
-		}
-	}
-	if s.Tokens.CloseOnCallerExpiry && !s.Tokens.BindToCallerExpiry {
-		add("close_on_caller_expiry needs bind_to_caller_expiry: the connection can only close when the token it was opened with expires")
-	}
+	_, err := endpoints(s, env)
+	add(err)
 	return problems
+}
+
+// rewriteOptions are the token settings as the rewriter takes them.
+func (s settings) rewriteOptions() rewrite.Options {
+	return rewrite.Options{
+		ForwardClaims:       s.Tokens.ForwardClaims,
+		MaxTokenLifetime:    s.Tokens.MaxTokenLifetime,
+		BindToCallerExpiry:  s.Tokens.BindToCallerExpiry,
+		CloseOnCallerExpiry: s.Tokens.CloseOnCallerExpiry,
+		MaxTokenLength:      s.Tokens.MaxTokenLength,
+	}
+}
+
+func checkUpstreamURL(v string) error {
+	if v == "" {
+		return errors.New("required: the app's address in the pod, such as http://127.0.0.1:80 (--upstream, or upstream: in the file)")
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		return proxy.CheckUpstream(nil)
+	}
+	return proxy.CheckUpstream(u)
+}
+
+func checkService(v string) error {
+	_, err := rewrite.FormatByName(v)
+	return err
+}
+
+func checkNegotiatePaths(paths []string) error {
+	_, err := proxy.NewMatcher(paths)
+	return err
+}
+
+func checkTokenLength(n int) error {
+	if n != 0 && (n < minTokenLength || n > maxTokenLength) {
+		return fmt.Errorf("choose 0 (the service's limit) or from %d to %d", minTokenLength, maxTokenLength)
+	}
+	return nil
+}
+
+func positive(d time.Duration) error {
+	if d <= 0 {
+		return errors.New("must be positive")
+	}
+	return nil
+}
+
+func oneOf(choices ...string) func(string) error {
+	return func(v string) error {
+		if !slices.Contains(choices, v) {
+			return fmt.Errorf("choose %s", strings.Join(choices, " or "))
+		}
+		return nil
+	}
 }
 
 // defaultProviderName names a provider after its issuer's host, which reads

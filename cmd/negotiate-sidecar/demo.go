@@ -2,128 +2,99 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/negotiate-sidecar/negotiate-sidecar/auth/authtest"
+	"github.com/negotiate-sidecar/negotiate-sidecar/cmd/internal/cli"
 )
 
 // demoAccessKey stands for the AccessKey of an Azure SignalR connection
 // string. It exists only inside the demo process.
 const demoAccessKey = "ZGVtby1hY2Nlc3Mta2V5LW9ubHktZm9yLXRoZS1kZW1vLTEyMzQ1Njc4OTA="
 
+// demoSettings are the demo's flags.
+type demoSettings struct {
+	user    string
+	verbose bool
+}
+
+// demoCommand is the demo's command line.
+func demoCommand() *cli.Command[demoSettings] {
+	return &cli.Command[demoSettings]{
+		Name:  "negotiate-sidecar demo",
+		Usage: "Usage: negotiate-sidecar demo [--user ID] [-v]\n\nRuns an identity provider, a stand-in for the Functions negotiate endpoint and the\nsidecar on 127.0.0.1, performs one negotiate as a signed-in user, and prints the\napp's token beside the rewritten one. Nothing leaves the machine.",
+		Settings: []cli.Setting[demoSettings]{
+			{Flag: "user", Meta: "ID", Default: "user-42", Help: "The id in the demo user's `sub` claim.",
+				Value: cli.String(func(d *demoSettings, _ int) *string { return &d.user }, func(v string) error {
+					if strings.TrimSpace(v) == "" {
+						return errors.New("the demo user needs an id; give one such as --user alice, or leave --user out for user-42")
+					}
+					return nil
+				})},
+			{Flag: "v", Help: "Show the sidecar's logs.", Value: cli.Bool(func(d *demoSettings, _ int) *bool { return &d.verbose })},
+		},
+	}
+}
+
 // runDemo starts, on 127.0.0.1, an identity provider, a stand-in for the
 // Functions negotiate endpoint and the sidecar in front of it; performs one
 // negotiate as a signed-in user; and prints the upstream token's claims beside
 // the rewritten one's. Nothing leaves the machine.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("negotiate-sidecar demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	user := fs.String("user", "user-42", "the `id` in the demo user's sub claim")
-	verbose := fs.Bool("v", false, "show the sidecar's logs")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
+	c := demoCommand()
+	d, l, err := c.Load(args, nil)
+	if errors.Is(err, cli.ErrHelp) {
+		c.Help(stdout)
+		return nil
 	}
-	lvl := "warn"
-	if *verbose {
-		lvl = "info"
+	if err == nil {
+		err = errors.Join(c.Validate(&d, l)...)
+	}
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	idp, err := newDemoIDP()
-	if err != nil {
-		return err
-	}
-	idpURL, stopIDP, err := serveLocal(idp.handler())
-	if err != nil {
-		return err
-	}
-	defer stopIDP()
-	idp.issuer = idpURL
-
+	// An identity provider that publishes one RSA key, found by discovery.
+	idp := authtest.NewIdP(authtest.NewRSAKey("demo-key"))
+	defer idp.Close()
 	fn := &demoFunctions{}
-	fnURL, stopFn, err := serveLocal(fn)
-	if err != nil {
-		return err
-	}
-	defer stopFn()
+	fnSrv := httptest.NewServer(fn)
+	defer fnSrv.Close()
 
-	leeway := 30 * time.Second
-	cfg := defaultSettings()
-	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Upstream = fnURL
-	cfg.ShutdownTimeout = 5 * time.Second
-	cfg.ShutdownDelay = 0 // nothing routes to the demo: stop at once
-	cfg.Providers = []providerSettings{{Name: "demo", Issuer: idpURL, Audiences: []string{"api://demo"}, Leeway: &leeway}}
-	cfg.SignalR.ConnectionStrings = []string{"Endpoint=https://demo.service.signalr.net;AccessKey=" + demoAccessKey + ";Version=1.0;"}
-	if errs := cfg.validate(); len(errs) > 0 {
-		return errors.Join(errs...)
+	s, err := startDemoSidecar(ctx, idp.Issuer(), fnSrv.URL, d.verbose, stderr)
+	if s != nil {
+		defer func() { cancel(); _ = s.wait() }()
 	}
-	level := zap.NewAtomicLevelAt(levelOf(lvl))
-	s, err := start(ctx, cfg, environment{}, nil, newLogger(level, "console", stderr), level)
-	if err != nil {
-		return err
-	}
-	defer func() { cancel(); _ = s.wait() }()
-
-	client := &http.Client{Timeout: 10 * time.Second}
-	if err := waitReady(ctx, client, "http://"+s.adminAddr.String()+"/readyz"); err != nil {
-		return err
-	}
-	userJWT, err := idp.mint(*user, "demo@example.com")
 	if err != nil {
 		return err
 	}
 
+	userJWT := idp.Token(jwt.MapClaims{"aud": "api://demo", "sub": d.user, "email": "demo@example.com", "name": "Demo User", "exp": time.Now().Add(10 * time.Minute).Unix()})
 	negotiateURL := "http://" + s.proxyAddr.String() + "/api/negotiate?negotiateVersion=1"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, negotiateURL, nil)
+	out, err := demoNegotiate(ctx, negotiateURL, userJWT)
 	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+userJWT)
-	// A forged identity header, to show that the app never sees it.
-	req.Header.Set("X-MS-CLIENT-PRINCIPAL-ID", "mallory")
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("demo negotiate: %w", err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return fmt.Errorf("demo negotiate: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("demo negotiate: status %s: %s", resp.Status, body)
-	}
-	var out struct {
-		URL         string `json:"url"`
-		AccessToken string `json:"accessToken"`
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
 		return fmt.Errorf("demo negotiate: %w", err)
 	}
 
-	fmt.Fprintf(stdout, "identity provider  %s (RS256 key, found by OIDC discovery)\n", idpURL)
-	fmt.Fprintf(stdout, "functions stand-in %s\n", fnURL)
+	fmt.Fprintf(stdout, "identity provider  %s (RS256 key, found by OIDC discovery)\n", idp.Issuer())
+	fmt.Fprintf(stdout, "functions stand-in %s\n", fnSrv.URL)
 	fmt.Fprintf(stdout, "sidecar            http://%s  (admin http://%s)\n\n", s.proxyAddr, s.adminAddr)
-	fmt.Fprintf(stdout, "POST %s\n  Authorization: Bearer <JWT for sub=%q>\n  X-MS-CLIENT-PRINCIPAL-ID: mallory   (forged, stripped)\n\n", negotiateURL, *user)
+	fmt.Fprintf(stdout, "POST %s\n  Authorization: Bearer <JWT for sub=%q>\n  X-MS-CLIENT-PRINCIPAL-ID: mallory   (forged, stripped)\n\n", negotiateURL, d.user)
 	fn.mu.Lock()
 	sawID, upstreamToken := fn.sawPrincipalID, fn.lastToken
 	fn.mu.Unlock()
@@ -131,19 +102,65 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := printClaimsSideBySide(stdout, upstreamToken, out.AccessToken); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nThe client connects to %s with the rewritten token;\nAzure SignalR Service now knows it as user %q.\n", out.URL, *user)
+	fmt.Fprintf(stdout, "\nThe client connects to %s with the rewritten token;\nAzure SignalR Service now knows it as user %q.\n", out.URL, d.user)
 	return nil
 }
 
-// serveLocal serves h on a free loopback port and returns its base URL.
-func serveLocal(h http.Handler) (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// startDemoSidecar starts the sidecar in front of the app at upstream, for
+// callers of the identity provider at issuer, and waits until it is ready.
+// Once started, the caller stops it (cancel, then wait), ready or not.
+// Its configuration is read as any other, from flags alone; nothing routes
+// to the demo, so it stops at once.
+func startDemoSidecar(ctx context.Context, issuer, upstream string, verbose bool, stderr io.Writer) (*sidecar, error) {
+	cfg, err := loadSettings([]string{
+		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--upstream", upstream,
+		"--issuer", issuer, "--audience", "api://demo", "--shutdown-delay", "0s", "--shutdown-timeout", "5s",
+		"--connection-string", "Endpoint=https://demo.service.signalr.net;AccessKey=" + demoAccessKey + ";Version=1.0;",
+	}, environment{}, false)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
+	level := zap.NewAtomicLevelAt(zapcore.WarnLevel)
+	if verbose {
+		level.SetLevel(zapcore.InfoLevel)
+	}
+	s, err := start(ctx, cfg, environment{}, nil, newLogger(level, "console", stderr), level)
+	if err != nil {
+		return nil, err
+	}
+	// Started, it is the caller's to stop, ready or not.
+	return s, waitReady(ctx, &http.Client{Timeout: 10 * time.Second}, "http://"+s.adminAddr.String()+"/readyz")
+}
+
+// demoAnswer is what the demo reads of a negotiate answer.
+type demoAnswer struct {
+	URL         string `json:"url"`
+	AccessToken string `json:"accessToken"`
+}
+
+// demoNegotiate performs the negotiate as the user of userJWT, with a forged
+// identity header to show that the app never sees it.
+func demoNegotiate(ctx context.Context, url, userJWT string) (demoAnswer, error) {
+	var out demoAnswer
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	if err != nil {
+		return out, err
+	}
+	req.Header.Set("Authorization", "Bearer "+userJWT)
+	req.Header.Set("X-MS-CLIENT-PRINCIPAL-ID", "mallory")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return out, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return out, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return out, fmt.Errorf("status %s: %s", resp.Status, body)
+	}
+	return out, json.Unmarshal(body, &out)
 }
 
 func waitReady(ctx context.Context, client *http.Client, url string) error {
@@ -169,49 +186,6 @@ func waitReady(ctx context.Context, client *http.Client, url string) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// demoIDP is a minimal OpenID Connect identity provider: a discovery
-// document, a JWKS with one RSA key, and a way to mint tokens.
-type demoIDP struct {
-	key    *rsa.PrivateKey
-	issuer string
-}
-
-func newDemoIDP() (*demoIDP, error) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, err
-	}
-	return &demoIDP{key: key}, nil
-}
-
-func (p *demoIDP) handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": p.issuer, "jwks_uri": p.issuer + "/keys"})
-	})
-	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		pub := p.key.PublicKey
-		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{
-			"kty": "RSA", "use": "sig", "alg": "RS256", "kid": "demo-key",
-			"n": base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
-			"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes()),
-		}}})
-	})
-	return mux
-}
-
-func (p *demoIDP) mint(sub, email string) (string, error) {
-	now := time.Now()
-	t := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
-		"iss": p.issuer, "aud": "api://demo", "sub": sub, "email": email, "name": "Demo User",
-		"iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
-	})
-	t.Header["kid"] = "demo-key"
-	return t.SignedString(p.key)
 }
 
 // demoFunctions stands in for a Node.js Functions app whose negotiate

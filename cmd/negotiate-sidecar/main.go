@@ -11,7 +11,8 @@ import (
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=...", as the
+// Dockerfile does; see binaryVersion.
 var version = "dev"
 
 // shutdownSignals start an orderly shutdown. A second one during the

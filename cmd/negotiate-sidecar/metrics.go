@@ -1,7 +1,7 @@
 package main
 
 import (
-	goruntime "runtime"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,7 +36,7 @@ func newSidecarMetrics(reg *prometheus.Registry, cur *current, cache *auth.Cache
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "negotiate_sidecar_build_info",
 		Help:        "Always 1; the labels tell the version and Go version of the running binary.",
-		ConstLabels: prometheus.Labels{"version": version, "go_version": goruntime.Version()},
+		ConstLabels: prometheus.Labels{"version": binaryVersion(), "go_version": runtime.Version()},
 	})
 	build.Set(1)
 	reg.MustRegister(

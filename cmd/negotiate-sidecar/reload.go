@@ -3,16 +3,14 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"io"
 	"os"
-	"slices"
 	"time"
 
 	"go.uber.org/zap"
 )
 
 // reloader re-reads the configuration when the configuration file or a
-// connection string file changes, and swaps in a new runtime if the new
+// connection string file changes, and swaps in a new instance if the new
 // configuration is good. A bad one is logged and the running configuration
 // stays.
 //
@@ -28,18 +26,9 @@ type reloader struct {
 	every  time.Duration
 	seen   map[string][32]byte
 	onDone func(ok bool) // metrics
-	// settle bounds how long a new runtime may wait for a new provider's
+	// settle bounds how long a new instance may wait for a new provider's
 	// keys before it is swapped in anyway.
 	settle time.Duration
-}
-
-// watched returns the files whose change triggers a reload.
-func watched(s settings) []string {
-	files := slices.Clone(s.SignalR.ConnectionStringFiles)
-	if s.configFile != "" {
-		files = append(files, s.configFile)
-	}
-	return files
 }
 
 func fingerprint(files []string) map[string][32]byte {
@@ -63,7 +52,7 @@ func (r *reloader) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		files := watched(r.cur.load().settings)
+		files := command(false).Watched(&r.cur.load().settings)
 		now := fingerprint(files)
 		if mapsEqual(now, r.seen) {
 			continue
@@ -85,22 +74,22 @@ func mapsEqual(a, b map[string][32]byte) bool {
 	return true
 }
 
-// reload builds and swaps in a runtime from the files as they are now.
+// reload builds and swaps in an instance from the files as they are now.
 func (r *reloader) reload(ctx context.Context) {
 	log := r.deps.log
 	old := r.cur.load()
-	s, _, err := loadSettings(r.args, r.env, false, io.Discard)
+	s, err := loadSettings(r.args, r.env, false)
 	if err == nil {
-		var rt *runtime
-		if rt, err = buildRuntime(s, r.env, r.deps); err == nil {
+		var rt *instance
+		if rt, err = buildInstance(s, r.env, r.deps); err == nil {
 			r.settleKeys(ctx, rt)
 			r.cur.p.Store(rt)
 			keep := map[string]bool{}
 			for _, p := range rt.providers {
 				keep[p.keyID] = true
 			}
-			r.deps.pool.retain(keep)
-			r.seen = fingerprint(watched(s))
+			r.deps.pool.Retain(keep)
+			r.seen = fingerprint(command(false).Watched(&s))
 			warnRestartNeeded(log, old.settings, s)
 			if lvl, lerr := parseLevel(s.LogLevel); lerr == nil {
 				r.level.SetLevel(lvl)
@@ -115,14 +104,14 @@ func (r *reloader) reload(ctx context.Context) {
 	for _, p := range old.providers {
 		keep[p.keyID] = true
 	}
-	r.deps.pool.retain(keep)
+	r.deps.pool.Retain(keep)
 	log.Error("configuration change not applied; still running the previous configuration", zap.Error(err))
 	r.onDone(false)
 }
 
 // settleKeys waits, within r.settle, until every provider of rt has keys, so
 // that adding a provider does not briefly refuse its callers.
-func (r *reloader) settleKeys(ctx context.Context, rt *runtime) {
+func (r *reloader) settleKeys(ctx context.Context, rt *instance) {
 	deadline := time.Now().Add(r.settle)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if rt.ready(time.Now()) == nil {

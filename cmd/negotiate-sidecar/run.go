@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
+	"github.com/negotiate-sidecar/negotiate-sidecar/cmd/internal/cli"
 	"github.com/negotiate-sidecar/negotiate-sidecar/proxy"
 )
 
@@ -32,18 +33,18 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		switch args[0] {
 		case "demo":
 			return runDemo(ctx, args[1:], stdout, stderr)
-		case "version":
-			fmt.Fprintln(stdout, "negotiate-sidecar", version)
-			return nil
+		case "version", "--version", "-version":
+			return runVersion(args[1:], stdout)
 		case "check":
 			return runCheck(ctx, args[1:], env, stdout, stderr)
 		}
 	}
-	s, _, err := loadSettings(args, env, false, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	s, err := loadSettings(args, env, false)
+	if errors.Is(err, cli.ErrHelp) {
+		command(false).Help(stdout)
 		return nil
 	}
-	var ue usageError
+	var ue *cli.UsageError
 	if errors.As(err, &ue) {
 		return err
 	}
@@ -59,6 +60,36 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 	sc.hurry = notifyShutdownSignals
 	return sc.wait()
+}
+
+// runVersion prints the binary's version.
+func runVersion(args []string, stdout io.Writer) error {
+	c := &cli.Command[struct{}]{Name: "negotiate-sidecar version", Usage: "Usage: negotiate-sidecar version\n\nPrints the version of this binary."}
+	if _, _, err := c.Load(args, nil); errors.Is(err, cli.ErrHelp) {
+		c.Help(stdout)
+		return nil
+	} else if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "negotiate-sidecar", binaryVersion())
+	return nil
+}
+
+// binaryVersion is the version set at build time, else the module version
+// the go command recorded (go install ...@v1.2.3), else "dev".
+func binaryVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	return versionOf(version, info, ok)
+}
+
+func versionOf(ldflags string, info *debug.BuildInfo, ok bool) string {
+	if ldflags != "dev" && ldflags != "" {
+		return ldflags
+	}
+	if ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return info.Main.Version
+	}
+	return "dev"
 }
 
 // notifyShutdownSignals relays the shutdown signals that arrive from now on.
@@ -78,7 +109,7 @@ func indent(err error) error {
 type sidecar struct {
 	log       *zap.Logger
 	cur       *current
-	pool      *keyPool
+	pool      *auth.KeyPool
 	proxyAddr net.Addr
 	adminAddr net.Addr
 	proxyLn   net.Listener
@@ -109,11 +140,6 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 	// only after the servers have drained, not with the first signal.
 	bg, cancelBG := context.WithCancel(context.WithoutCancel(ctx))
 	ok := false
-	defer func() {
-		if !ok {
-			cancelBG()
-		}
-	}()
 
 	reg := prometheus.NewRegistry()
 	cur := &current{}
@@ -124,27 +150,23 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 		log:       log,
 		metrics:   proxy.NewMetrics(reg),
 		transport: proxy.NewTransport(),
-		pool:      newKeyPool(bg, log, &http.Client{Timeout: 10 * time.Second}, m.keyFetch),
+		pool:      auth.NewKeyPool(bg, log, &http.Client{Timeout: 10 * time.Second}, m.keyFetch),
 	}
 	defer func() {
 		if !ok {
-			d.pool.close()
+			d.pool.Close()
+			cancelBG()
 		}
 	}()
-	rt, err := buildRuntime(s, env, d)
+	rt, err := buildInstance(s, env, d)
 	if err != nil {
 		return nil, fmt.Errorf("configuration:\n%w", indent(err))
 	}
 	cur.p.Store(rt)
 
-	proxyLn, err := net.Listen("tcp", s.Listen)
+	proxyLn, adminLn, err := listen(s)
 	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
-	}
-	adminLn, err := net.Listen("tcp", s.AdminListen)
-	if err != nil {
-		proxyLn.Close()
-		return nil, fmt.Errorf("admin listen: %w", err)
+		return nil, err
 	}
 
 	sc := &sidecar{
@@ -161,20 +183,48 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 		timeout:   s.ShutdownTimeout,
 	}
 	sc.proxyLn = proxy.LimitListener(proxyLn, s.MaxConnections, func() { sc.shedIdle(s.MaxConnections) })
+	sc.newServers(bg, reg)
+
+	rl := &reloader{args: args, env: env, deps: d, cur: cur, level: level, every: s.ReloadInterval,
+		seen: fingerprint(command(false).Watched(&s)), onDone: m.reload, settle: 10 * time.Second}
+	sc.running.Add(3)
+	go func() { defer sc.running.Done(); rl.run(bg) }()
+	go sc.serve(sc.proxySrv, sc.proxyLn, "proxy")
+	go sc.serve(sc.adminSrv, sc.adminLn, "admin")
+	logStarted(log, s, rt)
+	ok = true
+	return sc, nil
+}
+
+// listen opens the proxy's and the admin server's listeners.
+func listen(s settings) (proxyLn, adminLn net.Listener, err error) {
+	if proxyLn, err = net.Listen("tcp", s.Listen); err != nil {
+		return nil, nil, fmt.Errorf("listen: %w", err)
+	}
+	if adminLn, err = net.Listen("tcp", s.AdminListen); err != nil {
+		proxyLn.Close()
+		return nil, nil, fmt.Errorf("admin listen: %w", err)
+	}
+	return proxyLn, adminLn, nil
+}
+
+// newServers makes the proxy server, whose requests run on bg, and the admin
+// server of reg's metrics and the probes.
+func (sc *sidecar) newServers(bg context.Context, reg *prometheus.Registry) {
 	ready := func() error {
 		if sc.draining.Load() {
 			return errors.New("shutting down")
 		}
-		return cur.load().ready(time.Now())
+		return sc.cur.load().ready(time.Now())
 	}
 	sc.proxySrv = &http.Server{
-		Handler:           cur,
+		Handler:           sc.cur,
 		ReadHeaderTimeout: 10 * time.Second,
 		// No ReadTimeout or WriteTimeout: other routes may stream for as
 		// long as they like. Negotiate bodies are bounded per request.
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       zap.NewStdLog(log.Named("http")),
+		ErrorLog:       zap.NewStdLog(sc.log.Named("http")),
 		BaseContext:    func(net.Listener) context.Context { return bg },
 	}
 	// Probes and scrapes are short requests with short answers.
@@ -184,17 +234,14 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       time.Minute,
-		ErrorLog:          zap.NewStdLog(log.Named("admin")),
+		ErrorLog:          zap.NewStdLog(sc.log.Named("admin")),
 	}
+}
 
-	rl := &reloader{args: args, env: env, deps: d, cur: cur, level: level, every: s.ReloadInterval,
-		seen: fingerprint(watched(s)), onDone: m.reload, settle: 10 * time.Second}
-	sc.running.Add(3)
-	go func() { defer sc.running.Done(); rl.run(bg) }()
-	go sc.serve(sc.proxySrv, sc.proxyLn, "proxy")
-	go sc.serve(sc.adminSrv, sc.adminLn, "admin")
+// logStarted says what the sidecar started with: never a key or a token.
+func logStarted(log *zap.Logger, s settings, rt *instance) {
 	log.Info("started",
-		zap.String("version", version),
+		zap.String("version", binaryVersion()),
 		zap.String("upstream", s.Upstream),
 		zap.String("service", s.Service),
 		zap.Strings("providers", rt.authn.Providers()),
@@ -202,17 +249,6 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 		zap.String("config", s.configFile),
 		zap.Int("max_connections", s.MaxConnections),
 	)
-	ok = true
-	return sc, nil
-}
-
-// endpointSummary describes endpoints for logs: hosts and key sources, never keys.
-func endpointSummary(es []endpoint) []string {
-	var out []string
-	for _, e := range es {
-		out = append(out, fmt.Sprintf("%s (%d key(s) from %s)", strings.Join(e.hosts, ","), len(e.keys), strings.Join(e.sources, ", ")))
-	}
-	return out
 }
 
 func (sc *sidecar) serve(srv *http.Server, ln net.Listener, name string) {
@@ -270,7 +306,7 @@ func (sc *sidecar) wait() error {
 	err := sc.drain()
 	sc.cancelBG()
 	sc.running.Wait()
-	sc.pool.close()
+	sc.pool.Close()
 	sc.log.Info("stopped")
 	return errors.Join(failed, err)
 }
@@ -364,7 +400,7 @@ func parseLevel(s string) (zapcore.Level, error) {
 	case "error":
 		return zapcore.ErrorLevel, nil
 	}
-	return zapcore.InfoLevel, fmt.Errorf("log level %q: choose debug, info, warn or error", s)
+	return zapcore.InfoLevel, errors.New("choose debug, info, warn or error")
 }
 
 // levelOf is the zap level for a validated level name.

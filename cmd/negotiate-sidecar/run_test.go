@@ -4,14 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +18,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/negotiate-sidecar/negotiate-sidecar/auth/authtest"
 )
 
 const testAccessKey = "aW50ZWdyYXRpb24tdGVzdC1hY2Nlc3Mta2V5LWZvci1uZWdvdGlhdGUtc2lkZWNhcg=="
@@ -45,30 +42,13 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// testIDP is an OpenID Connect provider on loopback with one ES256 key.
-type testIDP struct {
-	*httptest.Server
-	key *ecdsa.PrivateKey
-}
+// testIDP is the shared fake identity provider; its tokens are for
+// api://app and expire in a minute.
+type testIDP struct{ *authtest.IdP }
 
 func newTestIDP(t *testing.T) *testIDP {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testIDP{key: key}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]string{"issuer": p.URL, "jwks_uri": p.URL + "/keys"})
-	})
-	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, r *http.Request) {
-		enc := func(i *big.Int) string { return base64.RawURLEncoding.EncodeToString(i.FillBytes(make([]byte, 32))) }
-		fmt.Fprintf(w, `{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","use":"sig","x":%q,"y":%q}]}`, enc(key.X), enc(key.Y))
-	})
-	// Assigned before it starts: the handlers read p.URL.
-	p.Server = httptest.NewUnstartedServer(mux)
-	p.Start()
+	p := &testIDP{authtest.NewIdP()}
 	t.Cleanup(p.Close)
 	return p
 }
@@ -80,15 +60,7 @@ func (p *testIDP) mint(t *testing.T, sub string) string {
 
 func (p *testIDP) mintFor(t *testing.T, sub, aud string) string {
 	t.Helper()
-	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
-		"iss": p.URL, "aud": aud, "sub": sub, "exp": time.Now().Add(time.Minute).Unix(),
-	})
-	tok.Header["kid"] = "k1"
-	s, err := tok.SignedString(p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return p.Token(jwt.MapClaims{"sub": sub, "aud": aud, "iat": nil, "exp": time.Now().Add(time.Minute).Unix()})
 }
 
 // running is a sidecar started through run, as main starts it.
@@ -240,7 +212,7 @@ func TestRunEndToEnd(t *testing.T) {
 	// refused, and counted under its own reason.
 	critical := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"iss": idp.URL, "aud": "api://app", "sub": "user-7", "exp": time.Now().Add(time.Minute).Unix()})
 	critical.Header["kid"], critical.Header["crit"], critical.Header["b64"] = "k1", []string{"b64"}, false
-	critTok, err := critical.SignedString(idp.key)
+	critTok, err := critical.SignedString(idp.Key().Signer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,13 +309,13 @@ func TestConfigurationErrors(t *testing.T) {
 		env  map[string]string
 		want []string
 	}{
-		{"nothing", nil, nil, []string{"upstream is required", "no identity provider", "no connection string"}},
-		{"issuer without audience", []string{"--issuer", "https://idp.test/"}, nil, []string{`provider "idp.test": at least one audience is required`}},
+		{"nothing", nil, nil, []string{"upstream: required", "no identity provider", "no connection string"}},
+		{"issuer without audience", []string{"--issuer", "https://idp.test/"}, nil, []string{`providers[0].audiences: at least one audience is required`}},
 		{"bad upstream", append([]string{"--upstream", "127.0.0.1:80"}, good[2:]...), nil, []string{"must be an absolute http or https URL"}},
 		{"bad log format", append([]string{"--log-format", "xml"}, good...), nil, []string{"choose json or console"}},
 		{"bad env duration", good, map[string]string{"NEGOTIATE_SIDECAR_LEEWAY": "soon"}, []string{"NEGOTIATE_SIDECAR_LEEWAY"}},
-		{"alg none", append([]string{"--algorithms", "RS256,none"}, good...), nil, []string{`algorithm "none" is not accepted`}},
-		{"issuer not a URL, for discovery", append(good, "--issuer", "corp-idp"), nil, []string{`issuer "corp-idp" must be an absolute https URL`}},
+		{"alg none", append([]string{"--algorithms", "RS256,none"}, good...), nil, []string{`--algorithms="RS256,none": "none" not accepted`}},
+		{"issuer not a URL, for discovery", append([]string{"--issuer", "corp-idp"}, good[:2]...), map[string]string{"NEGOTIATE_SIDECAR_AUDIENCE": "a", "AzureSignalRConnectionString": "Endpoint=https://x.service.signalr.net;AccessKey=" + key}, []string{`issuer "corp-idp", from which OpenID Connect discovery finds the keys (no JWKS URL is given), must be an absolute http or https URL`}},
 		{"http JWKS URL", append(good, "--jwks-url", "http://idp.test/keys"), nil, []string{`JWKS URL "http://idp.test/keys" uses plain http`, "insecure_http: true"}},
 		{"entra connection string", append(good[:6:6], "--connection-string", "Endpoint=https://x.service.signalr.net;AuthType=azure.msi;ClientId=abc"), nil, []string{"AuthType=azure.msi: the app signs client tokens with a key it fetches through Microsoft Entra ID"}},
 		{"broken connection string", append(good[:6:6], "--connection-string", "AccessKey="+key), nil, []string{"Endpoint"}},
@@ -469,7 +441,7 @@ providers:
 	// A token claiming provider b's issuer but signed with a's key is refused.
 	forged := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"iss": idpB.URL, "aud": "api://b", "sub": "mallory", "exp": time.Now().Add(time.Minute).Unix()})
 	forged.Header["kid"] = "k1"
-	s, _ := forged.SignedString(idpA.key)
+	s, _ := forged.SignedString(idpA.Key().Signer)
 	if code, _ := negotiate(t, r.proxy+"/api/negotiate?ep=east", s); code != 401 {
 		t.Errorf("issuer b signed with a's key: %d, want 401", code)
 	}

@@ -1,17 +1,11 @@
 package main
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,68 +16,63 @@ import (
 	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite"
 )
 
-// runtime is everything built from one version of the configuration: the
+// instance is everything built from one version of the configuration: the
 // proxy handler with its authenticator and rewriter, and the state readiness
-// and metrics look at. A reload builds a new runtime and swaps it in whole.
-type runtime struct {
+// and metrics look at. A reload builds a new instance and swaps it in whole.
+type instance struct {
 	settings  settings
 	handler   http.Handler
 	authn     *auth.Authenticator
-	providers []providerRuntime
-	endpoints []endpoint
+	providers []providerInstance
+	endpoints []rewrite.Endpoint
 }
 
-type providerRuntime struct {
+type providerInstance struct {
 	settings providerSettings
 	keys     *auth.KeySet
 	keyID    string // the key pool's id
 }
 
-// deps are what every runtime shares: they outlive reloads.
+// deps are what every instance shares: they outlive reloads.
 type deps struct {
 	log       *zap.Logger
 	metrics   *proxy.Metrics
 	transport http.RoundTripper
-	pool      *keyPool
+	pool      *auth.KeyPool
 	// cache outlives reloads so that its counters do not reset; each new
 	// authenticator starts with none of its entries.
 	cache *auth.Cache
 }
 
-// buildRuntime builds a runtime from s. Problems are reported together.
-func buildRuntime(s settings, env environment, d deps) (*runtime, error) {
+// buildInstance builds an instance from s. Problems are reported together.
+func buildInstance(s settings, env environment, d deps) (*instance, error) {
 	var problems []error
-	css, err := collectConnectionStrings(s, env)
-	if err != nil {
-		problems = append(problems, err)
-	}
-	endpoints, err := parseEndpoints(css, s.Service)
+	eps, err := endpoints(s, env)
 	if err != nil {
 		problems = append(problems, err)
 	}
 	var rw *rewrite.Rewriter
 	if len(problems) == 0 {
-		rw, err = rewrite.New(formatOf(s.Service), rewriteKeys(endpoints), rewrite.Options{
-			ForwardClaims:       s.Tokens.ForwardClaims,
-			MaxTokenLifetime:    s.Tokens.MaxTokenLifetime,
-			BindToCallerExpiry:  s.Tokens.BindToCallerExpiry,
-			CloseOnCallerExpiry: s.Tokens.CloseOnCallerExpiry,
-			MaxTokenLength:      s.Tokens.MaxTokenLength,
-		})
+		rw, err = rewrite.New(formatOf(s.Service), rewrite.Keys(eps), s.rewriteOptions())
 		if err != nil {
 			problems = append(problems, err)
 		}
 	}
 
-	rt := &runtime{settings: s, endpoints: endpoints}
+	rt := &instance{settings: s, endpoints: eps}
 	var providers []auth.Provider
 	for _, ps := range s.Providers {
-		ks, id, err := d.pool.get(ps)
+		cfg, err := ps.keySetConfig(nil)
+		var ks *auth.KeySet
+		var id string
+		if err == nil {
+			ks, id, err = d.pool.Get(ps.Name, cfg)
+		}
 		if err != nil {
 			problems = append(problems, fmt.Errorf("provider %q: %w", ps.Name, err))
 			continue
 		}
-		rt.providers = append(rt.providers, providerRuntime{settings: ps, keys: ks, keyID: id})
+		rt.providers = append(rt.providers, providerInstance{settings: ps, keys: ks, keyID: id})
 		providers = append(providers, ps.authProvider(ks))
 	}
 	if len(problems) > 0 {
@@ -93,11 +82,20 @@ func buildRuntime(s settings, env environment, d deps) (*runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	rt.handler, err = newHandler(s, rt.authn, rw, d)
+	if err != nil {
+		return nil, err
+	}
+	return rt, nil
+}
+
+// newHandler is the proxy's request path for s.
+func newHandler(s settings, authn *auth.Authenticator, rw *rewrite.Rewriter, d deps) (http.Handler, error) {
 	upstream, _ := url.Parse(s.Upstream) // validated with the settings
 	matcher, _ := proxy.NewMatcher(s.NegotiatePaths)
-	rt.handler, err = proxy.New(proxy.Config{
+	h, err := proxy.New(proxy.Config{
 		Upstream:         upstream,
-		Authenticator:    rt.authn,
+		Authenticator:    authn,
 		Rewriter:         rw,
 		Negotiate:        matcher,
 		MaxBodyBytes:     s.MaxBodyBytes,
@@ -109,39 +107,54 @@ func buildRuntime(s settings, env environment, d deps) (*runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rt, nil
+	return h, nil
 }
 
-// keySetConfig describes where the provider's keys come from: a static file's
-// contents, JWKS URLs, or, with neither, OpenID Connect discovery from the
-// issuer.
-func (ps providerSettings) keySetConfig(static []byte, client *http.Client) auth.KeySetConfig {
-	cfg := auth.KeySetConfig{JWKSURLs: ps.JWKSURLs, Static: static, Client: client, RefreshInterval: ps.RefreshInterval, InsecureHTTP: ps.InsecureHTTP}
-	if len(ps.JWKSURLs) == 0 && len(static) == 0 {
+// keySources describes where the provider's keys come from: the JWKS file,
+// JWKS URLs, or, with neither, OpenID Connect discovery from the issuer.
+func (ps providerSettings) keySources() auth.KeySetConfig {
+	cfg := auth.KeySetConfig{JWKSURLs: ps.JWKSURLs, RefreshInterval: ps.RefreshInterval, InsecureHTTP: ps.InsecureHTTP}
+	if len(ps.JWKSURLs) == 0 && ps.JWKSFile == "" {
 		cfg.Issuer = ps.Issuer
 	}
 	return cfg
 }
 
-// authProvider is the provider as the authenticator takes it, verified with ks.
+// keySetConfig is keySources with the JWKS file read and client to fetch with.
+func (ps providerSettings) keySetConfig(client *http.Client) (auth.KeySetConfig, error) {
+	cfg := ps.keySources()
+	cfg.Client = client
+	if ps.JWKSFile != "" {
+		static, err := os.ReadFile(ps.JWKSFile)
+		if err != nil {
+			return cfg, fmt.Errorf("JWKS file: %w", err)
+		}
+		cfg.Static = static
+	}
+	return cfg, nil
+}
+
+// authProvider is the provider as the authenticator takes it, verified with
+// ks; without ks, for judging the settings only.
 func (ps providerSettings) authProvider(ks *auth.KeySet) auth.Provider {
-	return auth.Provider{
+	p := auth.Provider{
 		Name:       ps.Name,
 		Issuer:     ps.Issuer,
 		Audiences:  ps.Audiences,
 		Algorithms: ps.Algorithms,
-		Leeway:     *ps.Leeway,
+		Leeway:     ps.Leeway,
 		UserClaim:  ps.UserClaim,
-		Keys:       ks.Keyfunc,
-		Loaded:     ks.Loaded,
-		Generation: ks.Generation,
 	}
+	if ks != nil {
+		p.Keys, p.Loaded, p.Generation = ks.Keyfunc, ks.Loaded, ks.Generation
+	}
+	return p
 }
 
-// ready reports why the runtime cannot serve yet, or nil: every provider
+// ready reports why the instance cannot serve yet, or nil: every provider
 // needs keys, and keys fetched longer ago than the provider's max staleness
 // no longer count.
-func (rt *runtime) ready(now time.Time) error {
+func (rt *instance) ready(now time.Time) error {
 	for _, p := range rt.providers {
 		if !p.keys.Loaded() {
 			return fmt.Errorf("no key loaded yet for provider %q", p.settings.Name)
@@ -156,100 +169,12 @@ func (rt *runtime) ready(now time.Time) error {
 	return nil
 }
 
-// keyPool keeps one KeySet per identity provider key source across reloads,
-// so that a reload that leaves a provider's keys alone neither refetches them
-// nor leaves a gap while they load again.
-type keyPool struct {
-	ctx       context.Context
-	log       *zap.Logger
-	client    *http.Client
-	onRefresh func(provider string, err error)
+// current holds the instance in use; requests and probes read it without locks.
+type current struct{ p atomic.Pointer[instance] }
 
-	mu     sync.Mutex
-	sets   map[string]*pooledKeySet
-	closed bool
-	// running counts the key sets' refresh goroutines, stopped or not, so
-	// that close can wait for every one of them.
-	running sync.WaitGroup
-}
+func (c *current) load() *instance { return c.p.Load() }
 
-type pooledKeySet struct {
-	keys   *auth.KeySet
-	cancel context.CancelFunc
-}
-
-func newKeyPool(ctx context.Context, log *zap.Logger, client *http.Client, onRefresh func(string, error)) *keyPool {
-	return &keyPool{ctx: ctx, log: log, client: client, onRefresh: onRefresh, sets: map[string]*pooledKeySet{}}
-}
-
-// get returns the running KeySet for the provider's key source, starting one
-// if there is none yet.
-func (p *keyPool) get(ps providerSettings) (*auth.KeySet, string, error) {
-	var static []byte
-	if ps.JWKSFile != "" {
-		var err error
-		if static, err = os.ReadFile(ps.JWKSFile); err != nil {
-			return nil, "", fmt.Errorf("JWKS file: %w", err)
-		}
-	}
-	sum := sha256.Sum256(static)
-	// InsecureHTTP is part of the identity: a reload that withdraws it must
-	// not keep a key set that fetches over plain http.
-	id := strings.Join([]string{ps.Name, ps.Issuer, strings.Join(ps.JWKSURLs, " "), hex.EncodeToString(sum[:]), ps.RefreshInterval.String(), strconv.FormatBool(ps.InsecureHTTP)}, "|")
-
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return nil, "", errors.New("the sidecar is stopping")
-	}
-	if s, ok := p.sets[id]; ok {
-		return s.keys, id, nil
-	}
-	cfg := ps.keySetConfig(static, p.client)
-	cfg.Logger = p.log.Named("jwks").With(zap.String("provider", ps.Name))
-	cfg.OnRefresh = func(err error) { p.onRefresh(ps.Name, err) }
-	ks, err := auth.NewKeySet(cfg)
-	if err != nil {
-		return nil, "", err
-	}
-	ctx, cancel := context.WithCancel(p.ctx)
-	p.running.Add(1)
-	go func() { defer p.running.Done(); ks.Run(ctx) }()
-	p.sets[id] = &pooledKeySet{keys: ks, cancel: cancel}
-	return ks, id, nil
-}
-
-// close stops every key set, those retired by retain included, and waits
-// until their refreshes have ended. get fails afterwards.
-func (p *keyPool) close() {
-	p.mu.Lock()
-	p.closed = true
-	for id, s := range p.sets {
-		s.cancel()
-		delete(p.sets, id)
-	}
-	p.mu.Unlock()
-	p.running.Wait()
-}
-
-// retain stops every key set not in keep.
-func (p *keyPool) retain(keep map[string]bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for id, s := range p.sets {
-		if !keep[id] {
-			s.cancel()
-			delete(p.sets, id)
-		}
-	}
-}
-
-// current holds the runtime in use; requests and probes read it without locks.
-type current struct{ p atomic.Pointer[runtime] }
-
-func (c *current) load() *runtime { return c.p.Load() }
-
-// ServeHTTP hands each request to the runtime current when it arrives.
+// ServeHTTP hands each request to the instance current when it arrives.
 func (c *current) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.load().handler.ServeHTTP(w, r)
 }

@@ -8,7 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	goruntime "runtime"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -82,10 +82,10 @@ func TestServerFailureStopsBoth(t *testing.T) {
 // reloaders.
 func backgroundGoroutines() []string {
 	buf := make([]byte, 1<<20)
-	buf = buf[:goruntime.Stack(buf, true)]
+	buf = buf[:runtime.Stack(buf, true)]
 	var out []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "negotiate-sidecar.(*keyPool).get.") || strings.Contains(g, "negotiate-sidecar.(*reloader).run(") {
+		if strings.Contains(g, "auth.(*KeyPool).Get.") || strings.Contains(g, "negotiate-sidecar.(*reloader).run(") {
 			out = append(out, g)
 		}
 	}
