@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -86,6 +87,26 @@ type Identity struct {
 	Claims map[string]any
 	// Expiry is the token's exp.
 	Expiry time.Time
+
+	// memo holds what consumers derive from the identity (see Memo). Every
+	// copy of an Identity shares it, cached ones included.
+	memo *sync.Map
+}
+
+// Memo returns the value compute gives for key, computed once per verified
+// token and kept with it: a consumer derives a per-caller value (a header,
+// say) once rather than on every request that presents the same token from
+// the cache. key must be comparable; compute must depend on the identity
+// alone. An Identity not made by an Authenticator computes every time.
+func (id Identity) Memo(key any, compute func() any) any {
+	if id.memo == nil {
+		return compute()
+	}
+	if v, ok := id.memo.Load(key); ok {
+		return v
+	}
+	v, _ := id.memo.LoadOrStore(key, compute())
+	return v
 }
 
 // Reason says why a token was refused, in words safe to show the caller and
@@ -302,7 +323,9 @@ func (a *Authenticator) Authenticate(authorization []string) (Identity, error) {
 	if p.Generation != nil && !id.Expiry.IsZero() {
 		// Kept as long as a fresh check would accept the token: until exp
 		// plus the leeway (nbf and iat only become more valid with time).
-		a.cache.put(key, a, generation, p.Generation, id.Expiry.Add(p.Leeway), int64(2*len(raw)+256), id)
+		// Its size is guessed from the token's: the decoded claims, and
+		// what consumers memoize from them, are a few times its length.
+		a.cache.put(key, a, generation, p.Generation, id.Expiry.Add(p.Leeway), int64(4*len(raw)+512), id)
 	}
 	return id, nil
 }
@@ -357,7 +380,7 @@ func (a *Authenticator) verify(raw string) (Identity, *provider, uint64, error) 
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
 		expiry = exp.Time
 	}
-	return Identity{UserID: uid, Name: displayName(claims, uid), Issuer: iss, Provider: p.Name, Claims: claims, Expiry: expiry}, p, generation, nil
+	return Identity{UserID: uid, Name: displayName(claims, uid), Issuer: iss, Provider: p.Name, Claims: claims, Expiry: expiry, memo: &sync.Map{}}, p, generation, nil
 }
 
 // truncate bounds text taken from a token before it goes into a log.

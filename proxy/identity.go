@@ -60,12 +60,17 @@ func stripIdentity(h http.Header) {
 // setIdentity sets the identity headers for a verified caller, as App Service
 // would. Call stripIdentity first.
 func setIdentity(h http.Header, id auth.Identity) {
-	v := []string{id.UserID, id.Name, id.Issuer, principal(id)} // one allocation for the four
+	p := id.Memo(principalKey{}, func() any { return principal(id) }).(string)
+	v := []string{id.UserID, id.Name, id.Issuer, p} // one allocation for the four
 	h[headerPrincipalID] = v[0:1:1]
 	h[headerPrincipalName] = v[1:2:2]
 	h[headerPrincipalIDP] = v[2:3:3]
 	h[headerPrincipal] = v[3:4:4]
 }
+
+// principalKey keys the X-MS-CLIENT-PRINCIPAL value in an identity's memo: a
+// cached token's principal is encoded once.
+type principalKey struct{}
 
 type principalClaim struct {
 	Typ string `json:"typ"`
