@@ -97,6 +97,11 @@ func CheckUpstream(u *url.URL) error {
 	if u == nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return errors.New("must be an absolute http or https URL, such as http://127.0.0.1:80")
 	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		// The proxy would not send them, and the URL is logged and shown
+		// by check: a password in it would end up in both.
+		return errors.New("must have no user, password, query or fragment: give the app's address only, such as http://127.0.0.1:80")
+	}
 	return nil
 }
 

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log"
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,6 +21,11 @@ var version = "dev"
 func shutdownSignals() []os.Signal { return []os.Signal{os.Interrupt, syscall.SIGTERM} }
 
 func main() {
+	// The standard library logs a few things through the log package, out
+	// of the sidecar's reach: the HTTP client, for one, quotes the first
+	// bytes of an unexpected answer from the app, which may hold a token.
+	log.SetFlags(log.LstdFlags | log.LUTC)
+	log.SetOutput(redactingWriter{os.Stderr})
 	ctx, stop := signal.NotifyContext(context.Background(), shutdownSignals()...)
 	err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
 	stop()

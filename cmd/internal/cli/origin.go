@@ -1,6 +1,9 @@
 package cli
 
-import "fmt"
+import (
+	"fmt"
+	"regexp"
+)
 
 // Source is where a value came from.
 type Source int
@@ -32,15 +35,40 @@ func (o Origin) String() string { return o.describe([]string{o.Text}) }
 func (o Origin) describe(now []string) string {
 	switch o.Source {
 	case Flag, Env:
-		return fmt.Sprintf("%s=%q", o.Name, o.Text)
+		return fmt.Sprintf("%s=%q", o.Name, masked(o.Text))
 	case File:
-		return fmt.Sprintf("%s line %d: %s %q", o.Path, o.Line, o.Name, o.Text)
+		return fmt.Sprintf("%s line %d: %s %q", o.Path, o.Line, o.Name, masked(o.Text))
 	}
 	switch {
 	case len(now) == 0 || len(now) == 1 && now[0] == "":
 		return o.Name
 	case len(now) == 1:
-		return fmt.Sprintf("%s %q", o.Name, now[0])
+		return fmt.Sprintf("%s %q", o.Name, masked(now[0]))
 	}
-	return fmt.Sprintf("%s %q", o.Name, now)
+	m := make([]string, len(now))
+	for i, v := range now {
+		m[i] = masked(v)
+	}
+	return fmt.Sprintf("%s %q", o.Name, m)
+}
+
+// secretParts match the secret parts a quoted setting may hold: the password
+// of a URL's user information, the AccessKey or ClientSecret of a connection
+// string, and the values of a URL's query (a storage SAS signature). The
+// first group is kept, the second replaced.
+var secretParts = []*regexp.Regexp{
+	regexp.MustCompile(`(://[^/@:\s]*:)([^/@\s]*)@`),
+	regexp.MustCompile(`(?i)((?:accesskey|clientsecret)\s*=\s*)([^;\s]*)`),
+	regexp.MustCompile(`([?&][A-Za-z0-9_.~%-]+=)([^&#\s]*)`), // a query's values, such as a SAS signature
+}
+
+// masked is v with its secrets replaced, for messages that quote a value.
+func masked(v string) string {
+	for _, re := range secretParts {
+		v = re.ReplaceAllStringFunc(v, func(m string) string {
+			sub := re.FindStringSubmatchIndex(m)
+			return m[:sub[3]] + "REDACTED" + m[sub[5]:]
+		})
+	}
+	return v
 }
