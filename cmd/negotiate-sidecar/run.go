@@ -52,8 +52,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("configuration:\n%w", indent(err))
 	}
 	level := zap.NewAtomicLevelAt(levelOf(s.LogLevel))
-	log := newLogger(level, s.LogFormat, stderr)
-	defer func() { _ = log.Sync() }()
+	// One line per negotiate is one write to stderr, a system call each;
+	// buffered, the lines of a busy second go out together. A line waits at
+	// most logFlushInterval, and Stop writes out the rest on the way out.
+	out := &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(stderr), Size: 64 << 10, FlushInterval: logFlushInterval}
+	defer func() { _ = out.Stop() }()
+	log := newLogger(level, s.LogFormat, out)
 	sc, err := start(ctx, s, env, args, log, level)
 	if err != nil {
 		return err
@@ -408,6 +412,9 @@ func levelOf(name string) zapcore.Level {
 	l, _ := parseLevel(name)
 	return l
 }
+
+// logFlushInterval bounds how long a log line waits in the buffer.
+const logFlushInterval = 100 * time.Millisecond
 
 func newLogger(level zap.AtomicLevel, format string, w io.Writer) *zap.Logger {
 	encCfg := zap.NewProductionEncoderConfig()
