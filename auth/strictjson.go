@@ -22,42 +22,89 @@ func strictJSON(b []byte) error {
 		}
 		return errors.New("not a single JSON value")
 	}
-	return checkMembers(json.NewDecoder(bytes.NewReader(b)))
+	_, err := checkMembers(b, skipSpace(b, 0))
+	return err
 }
 
-func checkMembers(dec *json.Decoder) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	switch tok {
-	case json.Delim('{'):
-		seen := map[string]bool{}
-		for dec.More() {
-			name, err := dec.Token()
+// checkMembers checks the value at b[i] of a text json.Valid accepted, and
+// returns the index past it. It allocates only for names with escapes.
+func checkMembers(b []byte, i int) (int, error) {
+	switch b[i] {
+	case '"':
+		return skipString(b, i), nil
+	case '[':
+		for i = skipSpace(b, i+1); b[i] != ']'; {
+			end, err := checkMembers(b, i)
 			if err != nil {
-				return err
+				return 0, err
 			}
-			n, _ := name.(string)
-			if seen[n] {
-				return fmt.Errorf("member %q appears twice", truncate(n, 100))
-			}
-			seen[n] = true
-			if err := checkMembers(dec); err != nil {
-				return err
+			if i = skipSpace(b, end); b[i] == ',' {
+				i = skipSpace(b, i+1)
 			}
 		}
-	case json.Delim('['):
-		for dec.More() {
-			if err := checkMembers(dec); err != nil {
-				return err
+		return i + 1, nil
+	case '{':
+		var seen [16][]byte // names so far; most objects have few
+		names := seen[:0]
+		for i = skipSpace(b, i+1); b[i] != '}'; {
+			end := skipString(b, i)
+			name := b[i+1 : end-1]
+			if needsDecoding(name) {
+				var s string
+				_ = json.Unmarshal(b[i:end], &s) // valid, so it decodes
+				name = []byte(s)
+			}
+			for _, n := range names {
+				if bytes.Equal(n, name) {
+					return 0, fmt.Errorf("member %q appears twice", truncate(string(name), 100))
+				}
+			}
+			names = append(names, name)
+			i = skipSpace(b, skipSpace(b, end)+1) // past the colon
+			end, err := checkMembers(b, i)
+			if err != nil {
+				return 0, err
+			}
+			if i = skipSpace(b, end); b[i] == ',' {
+				i = skipSpace(b, i+1)
 			}
 		}
-	default:
-		return nil
+		return i + 1, nil
 	}
-	_, err = dec.Token() // the closing delimiter
-	return err
+	for i < len(b) && !bytes.ContainsRune([]byte(",]} \t\r\n"), rune(b[i])) {
+		i++
+	}
+	return i, nil
+}
+
+// needsDecoding reports whether a member name must be decoded to compare it:
+// escapes, or bytes outside ASCII, which encoding/json reads as UTF-8 (and
+// invalid UTF-8 as U+FFFD, so that two different byte strings can name one
+// member).
+func needsDecoding(name []byte) bool {
+	for _, c := range name {
+		if c == '\\' || c >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index past the string that starts at b[i].
+func skipString(b []byte, i int) int {
+	for i++; b[i] != '"'; i++ {
+		if b[i] == '\\' {
+			i++
+		}
+	}
+	return i + 1
 }
 
 // strictSegments applies strictJSON to the header and payload of a compact

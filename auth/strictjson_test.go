@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -64,4 +66,57 @@ func TestParseJWKSRefusesDuplicateMembers(t *testing.T) {
 	if _, err := NewKeySet(KeySetConfig{Static: []byte(dup), Client: http.DefaultClient}); err == nil {
 		t.Error("a static JWKS with kid twice was accepted")
 	}
+}
+
+// referenceStrict is strictJSON written plainly with encoding/json's
+// tokenizer: the oracle the scanner is fuzzed against.
+func referenceStrict(b []byte) bool {
+	if !json.Valid(b) {
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var walk func() bool
+	walk = func() bool {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				name, _ := dec.Token()
+				n, _ := name.(string)
+				if seen[n] {
+					return false
+				}
+				seen[n] = true
+				if !walk() {
+					return false
+				}
+			}
+			_, err = dec.Token()
+		case json.Delim('['):
+			for dec.More() {
+				if !walk() {
+					return false
+				}
+			}
+			_, err = dec.Token()
+		}
+		return err == nil
+	}
+	return walk()
+}
+
+func FuzzStrictJSON(f *testing.F) {
+	for _, s := range []string{`{"a":1,"b":[{"a":2,"a":3}]}`, `{"sub":"a","s\u0075b":"b"}`, "{\"\xe8\":1,\"\xe9\":2}", ` [1, {"x":{}} ] `, `{"a":1} x`, `"s"`, `{}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got := strictJSON(b) == nil
+		if want := referenceStrict(b); got != want {
+			t.Fatalf("strictJSON(%q) accepts: %v, the tokenizer says %v", b, got, want)
+		}
+	})
 }
