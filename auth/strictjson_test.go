@@ -75,6 +75,7 @@ func referenceStrict(b []byte) bool {
 		return false
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // as the JWT library reads claims: 1E700 is a number, not an error
 	var walk func() bool
 	walk = func() bool {
 		tok, err := dec.Token()
