@@ -127,21 +127,7 @@ func (h *Handler) negotiate(w http.ResponseWriter, r *http.Request) outcome {
 	}
 	id, err := h.cfg.Authenticator.Authenticate(r.Header.Values("Authorization"))
 	if err != nil {
-		h.leaveBodyUnread(w, r)
-		var ae *auth.Error
-		if !errors.As(err, &ae) {
-			ae = &auth.Error{Reason: auth.ReasonMalformed, Err: err}
-		}
-		h.cfg.Metrics.authn(ae.Provider, string(ae.Reason))
-		o := outcome{name: OutcomeUnauthenticated, reason: string(ae.Reason), err: err}
-		if ae.Reason == auth.ReasonNoKeys {
-			o.name = OutcomeNotReady
-			w.Header().Set("Retry-After", "5")
-			writeProblem(w, r, http.StatusServiceUnavailable, "Not ready", "The identity provider's keys are not loaded yet. Try again shortly.")
-			return o
-		}
-		writeUnauthorized(w, r, ae.Reason)
-		return o
+		return h.refuse(w, r, err)
 	}
 	h.cfg.Metrics.authn(id.Provider, "")
 	setIdentity(r.Header, id)
@@ -199,6 +185,26 @@ func (h *Handler) foreignToken(header http.Header, body []byte, userID string) b
 		}
 	}
 	return h.cfg.Rewriter.ForeignToken(body, userID)
+}
+
+// refuse answers a negotiate whose token was refused: 401, or 503 while the
+// provider's keys are not loaded. The body is never read.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) outcome {
+	h.leaveBodyUnread(w, r)
+	var ae *auth.Error
+	if !errors.As(err, &ae) {
+		ae = &auth.Error{Reason: auth.ReasonMalformed, Err: err}
+	}
+	h.cfg.Metrics.authn(ae.Provider, string(ae.Reason))
+	o := outcome{name: OutcomeUnauthenticated, reason: string(ae.Reason), err: err}
+	if ae.Reason == auth.ReasonNoKeys {
+		o.name = OutcomeNotReady
+		w.Header().Set("Retry-After", "5")
+		writeProblem(w, r, http.StatusServiceUnavailable, "Not ready", "The identity provider's keys are not loaded yet. Try again shortly.")
+		return o
+	}
+	writeUnauthorized(w, r, ae.Reason)
+	return o
 }
 
 // readRequestBody reads an authenticated negotiate's body in full, within
