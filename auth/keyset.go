@@ -510,7 +510,7 @@ func (k *KeySet) get(ctx context.Context, u string) ([]byte, error) {
 // no usable key is an error, so that an empty answer from a struggling
 // identity provider never replaces good keys.
 func parseJWKS(doc []byte) ([]jwkset.JWK, error) {
-	if err := strictJSON(doc); err != nil {
+	if err := strictJSON(doc, true); err != nil {
 		return nil, kindError{fmt.Errorf("not a JWKS document: %w", err), ErrNotJWKS}
 	}
 	var set jwkset.JWKSMarshal
@@ -636,8 +636,8 @@ func (s *keyStore) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) 
 	return s.MemoryJWKSet.KeyRead(ctx, kid)
 }
 
-// DisplayURL is raw as it may be written to a log or shown to a user: a
-// password in it and the values of its query are replaced by "REDACTED". A
+// DisplayURL is raw as it may be written to a log or shown to a user: its
+// user information and its query are replaced by "REDACTED". A
 // key set URL can carry a credential (a storage account's SAS signature in
 // the query, a user and password), and logs are read by more people than
 // configuration is.
@@ -647,16 +647,11 @@ func DisplayURL(raw string) string {
 		return "(a URL that does not parse)"
 	}
 	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "REDACTED")
-		}
+		// A user alone can be a credential too (a token as the user name).
+		u.User = url.User("REDACTED")
 	}
-	if u.RawQuery != "" {
-		q := u.Query()
-		for k := range q {
-			q[k] = []string{"REDACTED"}
-		}
-		u.RawQuery = q.Encode()
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery, u.ForceQuery = "REDACTED", false
 	}
 	return u.String()
 }

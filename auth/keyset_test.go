@@ -427,8 +427,14 @@ func TestKeySetDiscoveryRefusesInsecureJWKSURI(t *testing.T) {
 // TestKeySetErrorsHideURLCredentials checks that a credential inside a key
 // set URL, a SAS signature or a password, never reaches an error or a log.
 func TestKeySetErrorsHideURLCredentials(t *testing.T) {
-	if got := DisplayURL("https://user:pw@keys.example.test/jwks.json?sv=2024&sig=SASSECRET"); got != "https://user:REDACTED@keys.example.test/jwks.json?sig=REDACTED&sv=REDACTED" {
-		t.Errorf("DisplayURL = %q", got)
+	for in, want := range map[string]string{
+		"https://user:pw@keys.example.test/jwks.json?sv=2024&sig=SASSECRET": "https://REDACTED@keys.example.test/jwks.json?REDACTED",
+		"http://SECRETUSER@127.0.0.1:1/keys":                                "http://REDACTED@127.0.0.1:1/keys",
+		"https://keys.example.test/jwks.json?SECRETSIG":                     "https://keys.example.test/jwks.json?REDACTED",
+	} {
+		if got := DisplayURL(in); got != want {
+			t.Errorf("DisplayURL(%q) = %q, want %q", in, got, want)
+		}
 	}
 	if got := DisplayURL("https://keys.example.test/jwks.json"); got != "https://keys.example.test/jwks.json" {
 		t.Errorf("DisplayURL of a plain URL = %q", got)
@@ -436,7 +442,7 @@ func TestKeySetErrorsHideURLCredentials(t *testing.T) {
 	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", 404) }))
 	addr := down.URL
 	down.Close() // nothing listens there now: the client's own error names the URL
-	for _, u := range []string{addr + "/keys?sig=SASSECRET", strings.Replace(addr, "http://", "http://admin:PWSECRET@", 1) + "/keys"} {
+	for _, u := range []string{addr + "/keys?sig=SASSECRET", strings.Replace(addr, "http://", "http://admin:PWSECRET@", 1) + "/keys", strings.Replace(addr, "http://", "http://USERSECRET@", 1) + "/keys"} {
 		ks, err := NewKeySet(KeySetConfig{JWKSURLs: []string{u}, Client: &http.Client{Timeout: 2 * time.Second}})
 		if err != nil {
 			t.Fatal(err)

@@ -14,7 +14,11 @@ import (
 // library, takes the last of two members of one name where other parsers
 // take the first: a token or key set whose meaning depends on the reader is
 // refused rather than read one way here and another way elsewhere.
-func strictJSON(b []byte) error {
+//
+// With fold, names that differ only in letter case count as one: encoding/json
+// fills a struct field from a member of any case, so a key set read into
+// structs could otherwise carry "kid" and "KID" and be read either way.
+func strictJSON(b []byte, fold bool) error {
 	if !json.Valid(b) {
 		var v any
 		if err := json.Unmarshal(b, &v); err != nil {
@@ -22,19 +26,19 @@ func strictJSON(b []byte) error {
 		}
 		return errors.New("not a single JSON value")
 	}
-	_, err := checkMembers(b, skipSpace(b, 0))
+	_, err := checkMembers(b, skipSpace(b, 0), fold)
 	return err
 }
 
 // checkMembers checks the value at b[i] of a text json.Valid accepted, and
 // returns the index past it. It allocates only for names with escapes.
-func checkMembers(b []byte, i int) (int, error) {
+func checkMembers(b []byte, i int, fold bool) (int, error) {
 	switch b[i] {
 	case '"':
 		return skipString(b, i), nil
 	case '[':
 		for i = skipSpace(b, i+1); b[i] != ']'; {
-			end, err := checkMembers(b, i)
+			end, err := checkMembers(b, i, fold)
 			if err != nil {
 				return 0, err
 			}
@@ -55,13 +59,13 @@ func checkMembers(b []byte, i int) (int, error) {
 				name = []byte(s)
 			}
 			for _, n := range names {
-				if bytes.Equal(n, name) {
+				if bytes.Equal(n, name) || fold && bytes.EqualFold(n, name) {
 					return 0, fmt.Errorf("member %q appears twice", truncate(string(name), 100))
 				}
 			}
 			names = append(names, name)
 			i = skipSpace(b, skipSpace(b, end)+1) // past the colon
-			end, err := checkMembers(b, i)
+			end, err := checkMembers(b, i, fold)
 			if err != nil {
 				return 0, err
 			}
@@ -120,7 +124,7 @@ func strictSegments(raw string) error {
 		if err != nil {
 			return nil
 		}
-		if err := strictJSON(seg); err != nil {
+		if err := strictJSON(seg, false); err != nil {
 			return fmt.Errorf("the token's %s: %w", name, err)
 		}
 	}

@@ -63,6 +63,14 @@ func TestParseJWKSRefusesDuplicateMembers(t *testing.T) {
 	if _, err := parseJWKS([]byte(dup)); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("a JWKS with kid twice: %v, want refused", err)
 	}
+	for name, doc := range map[string]string{
+		"keys and KEYS": strings.Replace(good, `{"keys":`, `{"KEYS":[],"keys":`, 1),
+		"kid and KID":   strings.Replace(good, `"kid":"k1"`, `"kid":"k1","KID":"zz"`, 1),
+	} {
+		if _, err := parseJWKS([]byte(doc)); err == nil {
+			t.Errorf("a JWKS with %s was accepted: encoding/json reads either", name)
+		}
+	}
 	if _, err := NewKeySet(KeySetConfig{Static: []byte(dup), Client: http.DefaultClient}); err == nil {
 		t.Error("a static JWKS with kid twice was accepted")
 	}
@@ -115,7 +123,7 @@ func FuzzStrictJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got := strictJSON(b) == nil
+		got := strictJSON(b, false) == nil
 		if want := referenceStrict(b); got != want {
 			t.Fatalf("strictJSON(%q) accepts: %v, the tokenizer says %v", b, got, want)
 		}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"compress/gzip"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hmac"
@@ -353,6 +354,16 @@ func TestAttackCorpus(t *testing.T) {
 				req.Header.Set("Access-Control-Request-Method", "POST")
 				return req
 			}, want: 204, reached: reachedAnonymous, reason: ReasonTokenInPreflight},
+
+		{name: "gzip behind a second Content-Encoding", source: "unrewritten token behind an encoding",
+			app: func(w http.ResponseWriter, r *http.Request) {
+				w.Header()["Content-Encoding"] = []string{"identity", "gzip"}
+				w.WriteHeader(500)
+				zw := gzip.NewWriter(w)
+				io.WriteString(zw, negotiateBody(accessKey))
+				zw.Close()
+			}, send: post("/api/negotiate", withToken(valid)),
+			want: 502, reached: reachedAsAlice, reason: ReasonUnreadable},
 
 		// Protocol upgrades the sidecar does not read (h2c smuggling).
 		{name: "h2c upgrade on another route", source: "h2c smuggling (Bishop Fox, 2020)",

@@ -431,6 +431,11 @@ var errTooLarge = errors.New("answer too large")
 func readBody(resp *http.Response, limit int64) ([]byte, error) {
 	defer resp.Body.Close()
 	var r io.Reader = resp.Body
+	if len(resp.Header.Values("Content-Encoding")) > 1 {
+		// Two codings, of which a client may undo either: what the body
+		// holds could not be judged.
+		return nil, errors.New("reading negotiate body: more than one Content-Encoding")
+	}
 	switch enc := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip", "x-gzip":

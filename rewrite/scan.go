@@ -19,40 +19,47 @@ import (
 // checked: a token naming the caller is harmless to hand the caller, one
 // naming anyone else, or no one, is not.
 func (r *Rewriter) ForeignToken(text []byte, userID string) bool {
-	return foreignToken(text, r.format.UserClaim, userID, 0)
+	return foreignToken(text, r.format, userID, 0)
 }
 
 // maxUnescapeDepth bounds how many layers of escaping are undone: JSON
 // escapes of percent-encoding, and the reverse.
 const maxUnescapeDepth = 3
 
-func foreignToken(text []byte, claim, userID string, depth int) bool {
+func foreignToken(text []byte, f Format, userID string, depth int) bool {
 	found := false
 	forEachToken(text, func(payload []byte) bool {
-		if userID == "" || !namesUser(payload, claim, userID) {
+		if userID == "" || !namesUser(payload, f, userID) {
 			found = true
 		}
 		return !found
 	})
-	if found || depth >= maxUnescapeDepth {
-		return found
+	if found {
+		return true
+	}
+	if depth >= maxUnescapeDepth {
+		// Escapes beyond the layers undone: whatever they hide cannot be
+		// judged, so a text that would still change is refused.
+		return (bytes.IndexByte(text, '\\') >= 0 && !bytes.Equal(unescapeJSON(text), text)) ||
+			(bytes.IndexByte(text, '%') >= 0 && !bytes.Equal(unescapePercent(text), text))
 	}
 	if bytes.IndexByte(text, '\\') >= 0 {
-		if u := unescapeJSON(text); !bytes.Equal(u, text) && foreignToken(u, claim, userID, depth+1) {
+		if u := unescapeJSON(text); !bytes.Equal(u, text) && foreignToken(u, f, userID, depth+1) {
 			return true
 		}
 	}
 	if bytes.IndexByte(text, '%') >= 0 {
-		if u := unescapePercent(text); !bytes.Equal(u, text) && foreignToken(u, claim, userID, depth+1) {
+		if u := unescapePercent(text); !bytes.Equal(u, text) && foreignToken(u, f, userID, depth+1) {
 			return true
 		}
 	}
 	return false
 }
 
-// namesUser reports whether a token's payload segment holds userID in claim.
-// A payload that cannot be read names no one.
-func namesUser(payloadSeg []byte, claim, userID string) bool {
+// namesUser reports whether a token's payload segment holds userID in the
+// format's user claim, and in every legacy user claim it has, as a rewritten
+// token does. A payload that cannot be read names no one.
+func namesUser(payloadSeg []byte, f Format, userID string) bool {
 	payload := make([]byte, base64.RawURLEncoding.DecodedLen(len(payloadSeg)))
 	n, err := base64.RawURLEncoding.Decode(payload, payloadSeg)
 	if err != nil {
@@ -62,8 +69,16 @@ func namesUser(payloadSeg []byte, claim, userID string) bool {
 	if err != nil {
 		return false
 	}
-	got, ok, err := claims.stringValue(claim)
-	return ok && err == nil && got == userID
+	got, ok, err := claims.stringValue(f.UserClaim)
+	if !ok || err != nil || got != userID {
+		return false
+	}
+	for _, legacy := range f.LegacyUserClaims {
+		if got, ok, err := claims.stringValue(legacy); ok && (err != nil || got != userID) {
+			return false
+		}
+	}
+	return true
 }
 
 // forEachToken calls f with the payload segment of each token in text, until
@@ -84,7 +99,7 @@ func forEachToken(text []byte, f func(payload []byte) bool) {
 			continue
 		}
 		for k := 0; k+1 < len(segs); k++ {
-			if opensObject(segs[k+1]) && (opensObject(segs[k]) || (k == 0 && opensObjectWithin(segs[k]))) {
+			if opensObject(segs[k+1]) && (opensObject(segs[k]) || opensObjectWithin(segs[k])) {
 				if !f(segs[k+1]) {
 					return
 				}
@@ -102,28 +117,28 @@ func forEachToken(text []byte, f func(payload []byte) bool) {
 // JSON object: optional JSON whitespace, then '{'. Only a prefix is decoded.
 func opensObject(seg []byte) bool {
 	var buf [48]byte
-	n := len(seg) &^ 3 // whole groups of four decode without padding trouble
-	if n > 64 {
-		n = 64
-	}
-	if n == 0 {
-		if len(seg) < 2 {
+	for len(seg) >= 2 {
+		n := len(seg) &^ 3 // whole groups of four decode without padding trouble
+		if n > 64 {
+			n = 64
+		}
+		if n == 0 {
+			n = len(seg)
+		}
+		m, err := base64.RawURLEncoding.Decode(buf[:], seg[:n])
+		if err != nil {
 			return false
 		}
-		n = len(seg)
-	}
-	m, err := base64.RawURLEncoding.Decode(buf[:], seg[:n])
-	if err != nil {
-		return false
-	}
-	for _, c := range buf[:m] {
-		switch c {
-		case ' ', '\t', '\n', '\r':
-			continue
-		case '{':
-			return true
+		for _, c := range buf[:m] {
+			switch c {
+			case ' ', '\t', '\n', '\r':
+				continue
+			case '{':
+				return true
+			}
+			return false
 		}
-		return false
+		seg = seg[n:] // whitespace so far: JSON allows any amount
 	}
 	return false
 }

@@ -12,7 +12,11 @@ func TestRedactingWriter(t *testing.T) {
 		{`Unsolicited response received on idle HTTP channel starting with "LEFTOVER {\"accessToken\":\"` + tok + `\"}"`,
 			`Unsolicited response received on idle HTTP channel starting with "LEFTOVER {\"accessToken\":\"[REDACTED]\"}"`},
 		{"Endpoint=https://x.service.signalr.net;AccessKey=abc/def+ghi=;Version=1.0;", "Endpoint=https://x.service.signalr.net;AccessKey=[REDACTED];Version=1.0;"},
-		{"clientsecret = s3cr3t", "clientsecret=[REDACTED]"},
+		{"clientsecret = s3cr3t", "clientsecret = [REDACTED]"},
+		{`starting with "Location: /x?t=eyAidHlwIjogIkpXVCJ9%2EeyJhdWQiOiJ4In0%2Ec2lnbmF0dXJl"`, `starting with "Location: /x?t=[REDACTED]"`},
+		{`{"AccessKey":"abc/def+ghi="}`, `{"AccessKey":"[REDACTED]"}`},
+		{`Endpoint%3Dhttps://x;AccessKey%3Dabc`, `Endpoint%3Dhttps://x;AccessKey%3D[REDACTED]`},
+		{"Get \"https://negotiate.service.signalr.net/client/\": EOF", "Get \"https://negotiate.service.signalr.net/client/\": EOF"},
 		{"http: TLS handshake error from 10.0.0.1:1234: EOF", "http: TLS handshake error from 10.0.0.1:1234: EOF"},
 		{"dial tcp 127.0.0.1:80: connect: connection refused", "dial tcp 127.0.0.1:80: connect: connection refused"},
 	} {

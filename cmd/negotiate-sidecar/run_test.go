@@ -312,7 +312,7 @@ func TestConfigurationErrors(t *testing.T) {
 		{"nothing", nil, nil, []string{"upstream: required", "no identity provider", "no connection string"}},
 		{"issuer without audience", []string{"--issuer", "https://idp.test/"}, nil, []string{`providers[0].audiences: at least one audience is required`}},
 		{"bad upstream", append([]string{"--upstream", "127.0.0.1:80"}, good[2:]...), nil, []string{"must be an absolute http or https URL"}},
-		{"upstream with a password", append([]string{"--upstream", "http://app:" + key + "@127.0.0.1:1"}, good[2:]...), nil, []string{`--upstream="http://app:REDACTED@127.0.0.1:1": must have no user, password`}},
+		{"upstream with a password", append([]string{"--upstream", "http://app:" + key + "@127.0.0.1:1"}, good[2:]...), nil, []string{`--upstream="http://REDACTED@127.0.0.1:1": must have no user, password`}},
 		{"bad log format", append([]string{"--log-format", "xml"}, good...), nil, []string{"choose json or console"}},
 		{"bad env duration", good, map[string]string{"NEGOTIATE_SIDECAR_LEEWAY": "soon"}, []string{"NEGOTIATE_SIDECAR_LEEWAY"}},
 		{"alg none", append([]string{"--algorithms", "RS256,none"}, good...), nil, []string{`--algorithms="RS256,none": "none" not accepted`}},

@@ -52,14 +52,14 @@ func (o Origin) describe(now []string) string {
 	return fmt.Sprintf("%s %q", o.Name, m)
 }
 
-// secretParts match the secret parts a quoted setting may hold: the password
-// of a URL's user information, the AccessKey or ClientSecret of a connection
-// string, and the values of a URL's query (a storage SAS signature). The
-// first group is kept, the second replaced.
+// secretParts match the secret parts a quoted setting may hold: a URL's user
+// information and its query (a storage SAS signature), and the AccessKey or
+// ClientSecret of a connection string. The first group is kept, the second
+// replaced.
 var secretParts = []*regexp.Regexp{
-	regexp.MustCompile(`(://[^/@:\s]*:)([^/@\s]*)@`),
+	regexp.MustCompile(`(://)([^/@\s]*)@`),
 	regexp.MustCompile(`(?i)((?:accesskey|clientsecret)\s*=\s*)([^;\s]*)`),
-	regexp.MustCompile(`([?&][A-Za-z0-9_.~%-]+=)([^&#\s]*)`), // a query's values, such as a SAS signature
+	regexp.MustCompile(`(://[^?#\s]*\?)([^#\s]*)`), // a URL's query, such as a SAS signature
 }
 
 // masked is v with its secrets replaced, for messages that quote a value.
