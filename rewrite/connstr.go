@@ -140,7 +140,7 @@ func ParseConnectionString(s string) (ConnectionString, error) {
 		case "aad", "azure", "azure.app", "azure.msi":
 			cs.AuthType = t
 		default:
-			return ConnectionString{}, connStringError("%s is not supported (expected aad, azure, azure.app or azure.msi)", nameAndValue("AuthType", v, secrets))
+			return ConnectionString{}, connStringError("%s is not an AuthType the Azure SDK knows (aad, azure, azure.app, azure.msi); the sidecar needs an access key, so remove AuthType and give AccessKey", nameAndValue("AuthType", v, secrets))
 		}
 	}
 

@@ -374,7 +374,7 @@ func TestParseConnectionStringErrors(t *testing.T) {
 		{
 			name:  "unsupported auth type",
 			input: "Endpoint=https://x;AuthType=kerberos",
-			want:  `connection string: AuthType "kerberos" is not supported (expected aad, azure, azure.app or azure.msi)`,
+			want:  `connection string: AuthType "kerberos" is not an AuthType the Azure SDK knows (aad, azure, azure.app, azure.msi); the sidecar needs an access key, so remove AuthType and give AccessKey`,
 		},
 		{
 			name:  "endpoint without scheme",

@@ -36,11 +36,12 @@ func (f Format) Collect(src Sources) ([]NamedConnectionString, error) {
 	for i, cs := range src.Inline {
 		all = append(all, NamedConnectionString{Source: fmt.Sprintf("connection string %d of the configuration", i+1), Value: strings.TrimSpace(cs)})
 	}
+	const fileHint = "; check --connection-string-file (connection_string_files in the file): it names a file holding one connection string, such as a mounted Secret's key"
 	var problems []error
 	for _, path := range src.Files {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			problems = append(problems, fmt.Errorf("connection string file: %w", err))
+			problems = append(problems, fmt.Errorf("connection string file: %w%s", err, fileHint))
 			continue
 		}
 		// Secrets mounted from Kubernetes often end with a newline.

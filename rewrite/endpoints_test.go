@@ -459,12 +459,12 @@ func TestCollectConnectionStrings(t *testing.T) {
 			name:    "missing file",
 			files:   []string{missing, newline},
 			want:    []ncs{{newline, east}},
-			wantErr: "connection string file: open " + missing + ": no such file or directory",
+			wantErr: "connection string file: open " + missing + ": no such file or directory; check --connection-string-file (connection_string_files in the file): it names a file holding one connection string, such as a mounted Secret's key",
 		},
 		{
 			name:    "two bad files",
 			files:   []string{missing, empty},
-			wantErr: "connection string file: open " + missing + ": no such file or directory\nconnection string file " + empty + " is empty",
+			wantErr: "connection string file: open " + missing + ": no such file or directory; check --connection-string-file (connection_string_files in the file): it names a file holding one connection string, such as a mounted Secret's key\nconnection string file " + empty + " is empty",
 		},
 		{
 			name: "none for SignalR",

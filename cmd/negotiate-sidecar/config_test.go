@@ -704,7 +704,7 @@ func TestLoadSettingsReportsEverythingAtOnce(t *testing.T) {
 		_, err := loadArgs(t, env, "--config", "testdata/valid-minimal.yml", "--connection-string-file", missing, "--connection-string-file", empty)
 		got := errString(err)
 		for _, want := range []string{
-			"connection string file: open " + missing + ": no such file or directory",
+			"connection string file: open " + missing + ": no such file or directory; check --connection-string-file (connection_string_files in the file): it names a file holding one connection string, such as a mounted Secret's key",
 			"connection string file " + empty + " is empty",
 			`$AzureSignalRConnectionString: connection string: Port "http" is not a number from 1 to 65535`,
 		} {
