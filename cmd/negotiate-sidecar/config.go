@@ -214,7 +214,7 @@ func providerDeclarations() []cli.Setting[settings] {
 // strings whose keys sign them, and what goes into them.
 func tokenDeclarations() []cli.Setting[settings] {
 	return []cli.Setting[settings]{
-		{Flag: "connection-string", Key: "signalr.connection_strings",
+		{Flag: "connection-string", Key: "signalr.connection_strings", Meta: "STRING",
 			Help:  "A connection string whose `AccessKey` may sign tokens, added to those the app's own settings in the environment hold (`AzureSignalRConnectionString`, `Azure__SignalR__Endpoints__*`, `WebPubSubConnectionString`) and to the file's list.",
 			Value: cli.Item(top(func(s *settings) *[]string { return &s.SignalR.ConnectionStrings }))},
 		{Flag: "connection-string-file", Key: "signalr.connection_string_files", Meta: "PATH", Path: true, Watch: true,

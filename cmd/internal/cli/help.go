@@ -18,9 +18,16 @@ func (c *Command[S]) Help(w io.Writer) {
 		if st.Flag == "" {
 			continue
 		}
-		fmt.Fprintf(w, "  --%s%s\n", st.Flag, placeholder(st))
+		dash := "--"
+		if len(st.Flag) == 1 {
+			dash = "-" // as written in usage lines: -v
+		}
+		fmt.Fprintf(w, "  %s%s%s\n", dash, st.Flag, placeholder(st))
 		var notes []string
-		if d := defaultText(st); d != "" {
+		switch d := defaultText(st); {
+		case strings.HasPrefix(d, "(") && strings.HasSuffix(d, ")"):
+			notes = append(notes, strings.Trim(d, "()")) // "(required)"
+		case d != "":
 			notes = append(notes, "default "+d)
 		}
 		if c.EnvPrefix != "" && !st.NoEnv {
