@@ -21,9 +21,8 @@ import {
   createIdentityProvider,
   logTail,
   secretsInLog,
-  startSidecar,
+  startReadySidecar,
   stopSidecar,
-  waitReady,
 } from "./sidecar.js";
 import { startFunctionsStandIn } from "./stand-in-functions.js";
 import { decodeJwt, startServiceStandIn, verifyClientToken } from "./stand-in-service.js";
@@ -93,24 +92,13 @@ before(
 
     // The connection string names the service with its port inside the
     // Endpoint URL, as local setups do; the SDK leaves the port out of aud.
-    sidecar = startSidecar(bin, [
-      "--listen", "127.0.0.1:0",
-      "--admin-listen", "127.0.0.1:0",
-      "--upstream", functions.origin,
-      "--issuer", idp.issuer,
-      "--jwks-file", jwksFile,
-      "--audience", idp.audience,
-      "--connection-string", `Endpoint=${service.endpoint};AccessKey=${accessKey};Version=1.0;`,
-      "--log-level", "debug",
-      // Shorter than the default 5 s, which stopSidecar would not wait out; still a real delay.
-      "--shutdown-delay", "1s",
-    ], { cwd: tmpDir });
-    try {
-      await sidecar.ready;
-      await waitReady(sidecar.addr.admin);
-    } catch (err) {
-      throw new Error(`${err.message}\nsidecar log:\n${logTail(sidecar)}`);
-    }
+    sidecar = await startReadySidecar(bin, {
+      upstream: functions.origin,
+      idp,
+      jwksFile,
+      args: ["--connection-string", `Endpoint=${service.endpoint};AccessKey=${accessKey};Version=1.0;`],
+      cwd: tmpDir,
+    });
   },
   { timeout: 300_000 },
 );

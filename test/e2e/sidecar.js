@@ -125,6 +125,36 @@ export async function waitReady(adminAddr) {
   throw new Error(`GET /readyz did not return 200 within ${STARTUP_TIMEOUT_MS} ms (last: ${last})`);
 }
 
+// Starts the sidecar as every end-to-end test runs it (loopback listeners,
+// the stand-in identity provider's JWKS file, debug logs, a short shutdown
+// delay) with the test's own arguments added, and waits until it is ready.
+// A failure to start carries the sidecar's log.
+export async function startReadySidecar(bin, { upstream, idp, jwksFile, args = [], cwd, env }) {
+  const handle = startSidecar(
+    bin,
+    [
+      "--listen", "127.0.0.1:0",
+      "--admin-listen", "127.0.0.1:0",
+      "--upstream", upstream,
+      "--issuer", idp.issuer,
+      "--jwks-file", jwksFile,
+      "--audience", idp.audience,
+      "--log-level", "debug",
+      // Shorter than the default 5 s, which stopSidecar would not wait out; still a real delay.
+      "--shutdown-delay", "1s",
+      ...args,
+    ],
+    { cwd, env },
+  );
+  try {
+    await handle.ready;
+    await waitReady(handle.addr.admin);
+  } catch (err) {
+    throw new Error(`${err.message}\nsidecar log:\n${logTail(handle)}`);
+  }
+  return handle;
+}
+
 // SIGTERM, then SIGKILL if it has not exited after 5 s. Safe to call twice.
 export async function stopSidecar(handle) {
   if (!handle) return undefined;

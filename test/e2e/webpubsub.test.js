@@ -22,9 +22,8 @@ import {
   createIdentityProvider,
   logTail,
   secretsInLog,
-  startSidecar,
+  startReadySidecar,
   stopSidecar,
-  waitReady,
 } from "./sidecar.js";
 import { decodeJwt, verifyClientToken } from "./stand-in-service.js";
 import { SHAPES, startWebPubSubAppStandIn } from "./stand-in-webpubsub-app.js";
@@ -84,28 +83,14 @@ before(
     const connectionString = `Endpoint=${pubsub.endpoint};AccessKey=${accessKey};Version=1.0;`;
     app = await startWebPubSubAppStandIn({ connectionString, hub: "chat" });
     const bin = await buildSidecar(tmpDir);
-    sidecar = startSidecar(
-      bin,
-      [
-        "--listen", "127.0.0.1:0",
-        "--admin-listen", "127.0.0.1:0",
-        "--service", "webpubsub",
-        "--upstream", app.origin,
-        "--issuer", idp.issuer,
-        "--jwks-file", jwksFile,
-        "--audience", idp.audience,
-        "--log-level", "debug",
-        // Shorter than the default 5 s, which stopSidecar would not wait out; still a real delay.
-        "--shutdown-delay", "1s",
-      ],
-      { cwd: tmpDir, env: { WebPubSubConnectionString: connectionString } },
-    );
-    try {
-      await sidecar.ready;
-      await waitReady(sidecar.addr.admin);
-    } catch (err) {
-      throw new Error(`${err.message}\nsidecar log:\n${logTail(sidecar)}`);
-    }
+    sidecar = await startReadySidecar(bin, {
+      upstream: app.origin,
+      idp,
+      jwksFile,
+      args: ["--service", "webpubsub"],
+      cwd: tmpDir,
+      env: { WebPubSubConnectionString: connectionString },
+    });
   },
   { timeout: 300_000 },
 );
