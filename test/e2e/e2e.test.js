@@ -14,13 +14,13 @@ import crypto from "node:crypto";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import { connectAndWhoami } from "./hub-client.js";
 import {
   buildSidecar,
   createIdentityProvider,
-  logTail,
   secretsInLog,
+  testWithSidecarLog,
   startReadySidecar,
   stopSidecar,
 } from "./sidecar.js";
@@ -44,17 +44,7 @@ let functions;
 let sidecar;
 
 // A test that prints the sidecar's log when it fails.
-function e2e(name, fn) {
-  test(name, { timeout: 30_000 }, async (t) => {
-    try {
-      await fn(t);
-    } catch (err) {
-      t.diagnostic("sidecar log:");
-      for (const line of logTail(sidecar).split("\n")) t.diagnostic(line);
-      throw err;
-    }
-  });
-}
+const e2e = (name, fn) => testWithSidecarLog(name, () => sidecar, fn);
 
 const proxyUrl = (p) => `http://${sidecar.addr.proxy}${p}`;
 

@@ -8,6 +8,7 @@ import crypto from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { test } from "node:test";
 import { promisify } from "node:util";
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -174,6 +175,20 @@ export async function stopSidecar(handle) {
     }
   }
   return handle.exited;
+}
+
+// A test that prints the sidecar's log when it fails. getHandle returns the
+// sidecar of the moment (started in a before hook).
+export function testWithSidecarLog(name, getHandle, fn) {
+  test(name, { timeout: 30_000 }, async (t) => {
+    try {
+      await fn(t);
+    } catch (err) {
+      t.diagnostic("sidecar log:");
+      for (const line of logTail(getHandle()).split("\n")) t.diagnostic(line);
+      throw err;
+    }
+  });
 }
 
 export function logTail(handle, chars = 6000) {

@@ -173,13 +173,16 @@ export async function startServiceStandIn({ accessKey }) {
     port: server.address().port,
     endpoint: endpoint(),
     audience,
-    async close() {
-      for (const ws of wss.clients) ws.terminate();
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-      await new Promise((resolve) => wss.close(resolve));
-    },
+    close: () => closeStandIn(server, wss),
   };
+}
+
+// Closes a stand-in service: its WebSockets, its connections, its servers.
+export async function closeStandIn(server, wss) {
+  for (const ws of wss.clients) ws.terminate();
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+  await new Promise((resolve) => wss.close(resolve));
 }
 
 // The JSON hub protocol: records separated by 0x1E. The first record from the

@@ -24,7 +24,7 @@
 import crypto from "node:crypto";
 import http from "node:http";
 import { WebSocketServer } from "ws";
-import { verifyClientToken } from "./stand-in-service.js";
+import { closeStandIn, verifyClientToken } from "./stand-in-service.js";
 
 export const SUBPROTOCOLS = ["json.webpubsub.azure.v1", "json.reliable.webpubsub.azure.v1"];
 
@@ -80,12 +80,7 @@ export async function startWebPubSubStandIn({ accessKey }) {
     state,
     endpoint: endpoint(),
     audience,
-    async close() {
-      for (const ws of wss.clients) ws.terminate();
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-      await new Promise((resolve) => wss.close(resolve));
-    },
+    close: () => closeStandIn(server, wss),
   };
 }
 

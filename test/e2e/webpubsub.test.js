@@ -16,12 +16,12 @@ import crypto from "node:crypto";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import {
   buildSidecar,
   createIdentityProvider,
-  logTail,
   secretsInLog,
+  testWithSidecarLog,
   startReadySidecar,
   stopSidecar,
 } from "./sidecar.js";
@@ -39,17 +39,8 @@ let pubsub;
 let app;
 let sidecar;
 
-function e2e(name, fn) {
-  test(name, { timeout: 30_000 }, async (t) => {
-    try {
-      await fn(t);
-    } catch (err) {
-      t.diagnostic("sidecar log:");
-      for (const line of logTail(sidecar).split("\n")) t.diagnostic(line);
-      throw err;
-    }
-  });
-}
+// A test that prints the sidecar's log when it fails.
+const e2e = (name, fn) => testWithSidecarLog(name, () => sidecar, fn);
 
 // POSTs the negotiate of a shape through the sidecar as jwt's user.
 async function negotiate(shape, jwt) {
