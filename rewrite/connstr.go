@@ -31,7 +31,11 @@ type ConnectionString struct {
 	ServerEndpoint                 *url.URL // nil when absent
 	AuthType                       string   // lowercased; empty for access-key auth
 	ClientID, TenantID             string
-	HasClientSecret, HasClientCert bool // the values themselves are secrets and are not kept
+	HasClientSecret, HasClientCert bool
+	// ClientSecret is a service principal's secret, and ClientCert the path
+	// of its certificate, for AuthType aad and azure.app. Printed forms
+	// redact both, as they do the AccessKey.
+	ClientSecret, ClientCert string
 
 	writtenEndpoint *url.URL // the Endpoint before Port replaced its port; nil without Port
 }
@@ -140,7 +144,7 @@ func ParseConnectionString(s string) (ConnectionString, error) {
 		case "aad", "azure", "azure.app", "azure.msi":
 			cs.AuthType = t
 		default:
-			return ConnectionString{}, connStringError("%s is not an AuthType the Azure SDK knows (aad, azure, azure.app, azure.msi); the sidecar needs an access key, so remove AuthType and give AccessKey", nameAndValue("AuthType", v, secrets))
+			return ConnectionString{}, connStringError("%s is not an AuthType the Azure SDK knows: give aad, azure, azure.app or azure.msi to sign in with Microsoft Entra ID, or remove AuthType and give AccessKey", nameAndValue("AuthType", v, secrets))
 		}
 	}
 
@@ -153,8 +157,10 @@ func ParseConnectionString(s string) (ConnectionString, error) {
 	}
 	cs.ClientID = values["ClientId"]
 	cs.TenantID = values["TenantId"]
-	cs.HasClientSecret = values["ClientSecret"] != ""
-	cs.HasClientCert = values["ClientCert"] != ""
+	cs.ClientSecret = values["ClientSecret"]
+	cs.ClientCert = values["ClientCert"]
+	cs.HasClientSecret = cs.ClientSecret != ""
+	cs.HasClientCert = cs.ClientCert != ""
 	return cs, nil
 }
 

@@ -374,7 +374,7 @@ func TestParseConnectionStringErrors(t *testing.T) {
 		{
 			name:  "unsupported auth type",
 			input: "Endpoint=https://x;AuthType=kerberos",
-			want:  `connection string: AuthType "kerberos" is not an AuthType the Azure SDK knows (aad, azure, azure.app, azure.msi); the sidecar needs an access key, so remove AuthType and give AccessKey`,
+			want:  `connection string: AuthType "kerberos" is not an AuthType the Azure SDK knows: give aad, azure, azure.app or azure.msi to sign in with Microsoft Entra ID, or remove AuthType and give AccessKey`,
 		},
 		{
 			name:  "endpoint without scheme",

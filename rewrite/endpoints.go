@@ -14,6 +14,10 @@ import (
 type NamedConnectionString struct {
 	Source string
 	Value  string
+	// Identity, instead of Value, holds the Azure Functions host's
+	// identity-based settings of one connection (serviceUri, credential,
+	// clientId, ...), keyed in lowercase.
+	Identity map[string]string
 }
 
 // Sources are the places connection strings are read from, in order.
@@ -65,11 +69,14 @@ func (f Format) AppSetting() string {
 	return f.sdk.appSettings[0]
 }
 
-// FromEnv returns the connection strings the app itself would find in the
+// FromEnv returns the connections the app itself would find in the
 // environment: its default settings, and for SignalR each
 // Azure__SignalR__Endpoints__<name> (with an optional ":primary" or
 // ":secondary", or "__primary" or "__secondary", suffix). Kubernetes passes
-// app settings as environment variables, where ':' is spelt "__". Sorted by
+// app settings as environment variables, where ':' is spelt "__". A
+// setting's identity-based form, such as
+// AzureSignalRConnectionString__serviceUri with its __credential and
+// __clientId siblings, is one connection with Identity set. Sorted by
 // variable name after the default settings, so that logs and reports are
 // stable.
 func (f Format) FromEnv(env map[string]string) []NamedConnectionString {
@@ -77,6 +84,16 @@ func (f Format) FromEnv(env map[string]string) []NamedConnectionString {
 		return nil
 	}
 	var out []NamedConnectionString
+	identities := map[string]map[string]string{} // by connection name, as first spelt
+	names := map[string]string{}                 // lowercased connection name to as first spelt
+	addIdentity := func(conn, key, v string) {
+		folded := strings.ToLower(conn)
+		if _, ok := names[folded]; !ok {
+			names[folded] = conn
+			identities[conn] = map[string]string{}
+		}
+		identities[names[folded]][key] = v
+	}
 	for _, n := range f.sdk.appSettings {
 		if v := strings.TrimSpace(env[n]); v != "" {
 			out = append(out, NamedConnectionString{Source: "$" + n, Value: v})
@@ -84,14 +101,44 @@ func (f Format) FromEnv(env map[string]string) []NamedConnectionString {
 	}
 	var multi []NamedConnectionString
 	for k, v := range env {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		if conn, key, ok := splitIdentitySetting(k); ok && f.isConnectionName(conn) {
+			addIdentity(conn, key, v)
+			continue
+		}
 		for _, p := range f.sdk.endpointPrefixes {
-			if len(k) > len(p) && strings.EqualFold(k[:len(p)], p) && strings.TrimSpace(v) != "" {
-				multi = append(multi, NamedConnectionString{Source: "$" + k, Value: strings.TrimSpace(v)})
+			if len(k) > len(p) && strings.EqualFold(k[:len(p)], p) {
+				multi = append(multi, NamedConnectionString{Source: "$" + k, Value: v})
 			}
 		}
 	}
+	for conn, settings := range identities {
+		if settings["serviceuri"] == "" {
+			continue // the host reads a connection's identity settings only with a serviceUri
+		}
+		multi = append(multi, NamedConnectionString{Source: "$" + conn + "__serviceUri", Identity: settings})
+	}
 	sort.Slice(multi, func(i, j int) bool { return multi[i].Source < multi[j].Source })
 	return append(out, multi...)
+}
+
+// isConnectionName reports whether conn names one of the app's connections:
+// a default setting or one of the named endpoints.
+func (f Format) isConnectionName(conn string) bool {
+	for _, n := range f.sdk.appSettings {
+		if strings.EqualFold(conn, n) {
+			return true
+		}
+	}
+	for _, p := range f.sdk.endpointPrefixes {
+		if len(conn) > len(p) && strings.EqualFold(conn[:len(p)], p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Endpoint is a service endpoint and the keys that may sign its tokens.
@@ -102,6 +149,11 @@ type Endpoint struct {
 	ClientHosts []string // of the URLs clients are sent to
 	URL         string   // the Endpoint, for logs
 	Keys        []EndpointKey
+	// Entra is set, and Keys empty, when the app reaches the endpoint with
+	// Microsoft Entra ID. The caller then sets Source, which lends the key
+	// the sidecar signs with.
+	Entra  *Entra
+	Source KeySource
 }
 
 // EndpointKey is one key of an endpoint and where it came from.
@@ -119,12 +171,7 @@ func (f Format) Endpoints(list []NamedConnectionString) ([]Endpoint, error) {
 	var endpoints []Endpoint
 	var problems []error
 	for _, ncs := range list {
-		cs, err := ParseConnectionString(ncs.Value)
-		if err != nil {
-			problems = append(problems, fmt.Errorf("%s: %w", ncs.Source, err))
-			continue
-		}
-		k, err := f.Key(cs)
+		e, k, cs, err := f.parse(ncs)
 		if err != nil {
 			problems = append(problems, fmt.Errorf("%s: %w", ncs.Source, err))
 			continue
@@ -132,17 +179,66 @@ func (f Format) Endpoints(list []NamedConnectionString) ([]Endpoint, error) {
 		i := slices.IndexFunc(endpoints, func(e Endpoint) bool {
 			return slices.Equal(e.Hosts, k.Hosts) && slices.Equal(e.ClientHosts, k.ClientHosts)
 		})
-		if i < 0 {
-			endpoints = append(endpoints, Endpoint{Hosts: k.Hosts, ClientHosts: k.ClientHosts, URL: k.Endpoint})
-			i = len(endpoints) - 1
+		if i >= 0 && (endpoints[i].Entra != nil) != (e != nil) {
+			problems = append(problems, fmt.Errorf("%s: the endpoint %s is also given with %s; give the app and the sidecar one way to reach it", ncs.Source, k.Endpoint, other(endpoints[i])))
+			continue
 		}
-		e := &endpoints[i]
-		if slices.ContainsFunc(e.Keys, func(ek EndpointKey) bool { return string(ek.Secret) == string(k.Secret) }) {
+		if i < 0 {
+			endpoints = append(endpoints, Endpoint{Hosts: k.Hosts, ClientHosts: k.ClientHosts, URL: k.Endpoint, Entra: e})
+			i = len(endpoints) - 1
+		} else if e != nil {
+			continue // the same endpoint's identity from two sources: the first one counts
+		}
+		ep := &endpoints[i]
+		if e != nil || slices.ContainsFunc(ep.Keys, func(ek EndpointKey) bool { return string(ek.Secret) == string(k.Secret) }) {
 			continue // the same key from two sources
 		}
-		e.Keys = append(e.Keys, EndpointKey{Source: ncs.Source, Secret: k.Secret, ConnectionString: cs})
+		ep.Keys = append(ep.Keys, EndpointKey{Source: ncs.Source, Secret: k.Secret, ConnectionString: cs})
 	}
 	return endpoints, errors.Join(problems...)
+}
+
+// other names how an endpoint is reached, for a conflict's message.
+func other(e Endpoint) string {
+	if e.Entra != nil {
+		return "Microsoft Entra ID in " + e.Entra.Source
+	}
+	return "an access key in " + e.Keys[0].Source
+}
+
+// parse reads one connection: an access key's Key, or the Entra settings
+// and the Key (without Secret) that names the endpoint's hosts.
+func (f Format) parse(ncs NamedConnectionString) (*Entra, Key, ConnectionString, error) {
+	if ncs.Identity != nil {
+		if f.sdk == nil || !f.sdk.entraAuthType {
+			return nil, Key{}, ConnectionString{}, fmt.Errorf("identity-based settings: the sidecar signs %s tokens with an access key only; give the app and the sidecar a connection string with AccessKey", f.Name)
+		}
+		e, err := parseIdentitySettings(ncs.Source, ncs.Identity)
+		if err != nil {
+			return nil, Key{}, ConnectionString{}, err
+		}
+		client := e.Endpoint
+		if v := ncs.Identity["clientendpoint"]; v != "" {
+			if client, err = parseSetting("clientEndpoint", v, "https://<host>"); err != nil {
+				return nil, Key{}, ConnectionString{}, err
+			}
+		}
+		k := Key{Endpoint: e.Endpoint.String(), Hosts: []string{CanonicalHost(e.Endpoint)}, ClientHosts: []string{CanonicalHost(client)}}
+		return e, k, ConnectionString{}, nil
+	}
+	cs, err := ParseConnectionString(ncs.Value)
+	if err != nil {
+		return nil, Key{}, cs, err
+	}
+	if cs.AuthType != "" && f.sdk != nil && f.sdk.entraAuthType {
+		e, err := entraFromConnectionString(ncs.Source, cs)
+		if err != nil {
+			return nil, Key{}, cs, err
+		}
+		return e, f.hosts(cs), cs, nil
+	}
+	k, err := f.Key(cs)
+	return nil, k, cs, err
 }
 
 // Keys turns endpoints into the Rewriter's keys.
@@ -151,6 +247,9 @@ func Keys(endpoints []Endpoint) []Key {
 	for _, e := range endpoints {
 		for _, k := range e.Keys {
 			keys = append(keys, Key{Hosts: e.Hosts, ClientHosts: e.ClientHosts, Endpoint: e.URL, Secret: k.Secret})
+		}
+		if e.Entra != nil {
+			keys = append(keys, Key{Hosts: e.Hosts, ClientHosts: e.ClientHosts, Endpoint: e.URL, Source: e.Source})
 		}
 	}
 	return keys

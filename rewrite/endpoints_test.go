@@ -72,25 +72,25 @@ func TestConnectionStringsFromEnv(t *testing.T) {
 			name:    "the Functions app's default setting",
 			env:     map[string]string{"AzureSignalRConnectionString": east},
 			service: "signalr",
-			want:    []ncs{{"$AzureSignalRConnectionString", east}},
+			want:    []ncs{{Source: "$AzureSignalRConnectionString", Value: east}},
 		},
 		{
 			name:    "ConnectionStrings section, Kubernetes spelling",
 			env:     map[string]string{"ConnectionStrings__AzureSignalRConnectionString": east},
 			service: "signalr",
-			want:    []ncs{{"$ConnectionStrings__AzureSignalRConnectionString", east}},
+			want:    []ncs{{Source: "$ConnectionStrings__AzureSignalRConnectionString", Value: east}},
 		},
 		{
 			name:    "ConnectionStrings section, colon spelling",
 			env:     map[string]string{"ConnectionStrings:AzureSignalRConnectionString": east},
 			service: "signalr",
-			want:    []ncs{{"$ConnectionStrings:AzureSignalRConnectionString", east}},
+			want:    []ncs{{Source: "$ConnectionStrings:AzureSignalRConnectionString", Value: east}},
 		},
 		{
 			name:    "value trimmed, blank values ignored",
 			env:     map[string]string{"AzureSignalRConnectionString": "  " + east + "\n", "ConnectionStrings__AzureSignalRConnectionString": " \t", "Azure__SignalR__Endpoints__blank": "  "},
 			service: "signalr",
-			want:    []ncs{{"$AzureSignalRConnectionString", east}},
+			want:    []ncs{{Source: "$AzureSignalRConnectionString", Value: east}},
 		},
 		{
 			name: "named endpoints in every spelling, sorted by variable",
@@ -104,19 +104,19 @@ func TestConnectionStringsFromEnv(t *testing.T) {
 			},
 			service: "signalr",
 			want: []ncs{
-				{"$AzureSignalRConnectionString", east},
-				{"$Azure:SignalR:Endpoints:north:primary", east},
-				{"$Azure:SignalR:Endpoints:north:secondary", west},
-				{"$Azure__SignalR__Endpoints__east__primary", east},
-				{"$Azure__SignalR__Endpoints__east__secondary", west},
-				{"$Azure__SignalR__Endpoints__west", west},
+				{Source: "$AzureSignalRConnectionString", Value: east},
+				{Source: "$Azure:SignalR:Endpoints:north:primary", Value: east},
+				{Source: "$Azure:SignalR:Endpoints:north:secondary", Value: west},
+				{Source: "$Azure__SignalR__Endpoints__east__primary", Value: east},
+				{Source: "$Azure__SignalR__Endpoints__east__secondary", Value: west},
+				{Source: "$Azure__SignalR__Endpoints__west", Value: west},
 			},
 		},
 		{
 			name:    "endpoint prefix in any letter case",
 			env:     map[string]string{"AZURE__SIGNALR__ENDPOINTS__east": east, "azure__signalr__endpoints__west": west},
 			service: "signalr",
-			want:    []ncs{{"$AZURE__SIGNALR__ENDPOINTS__east", east}, {"$azure__signalr__endpoints__west", west}},
+			want:    []ncs{{Source: "$AZURE__SIGNALR__ENDPOINTS__east", Value: east}, {Source: "$azure__signalr__endpoints__west", Value: west}},
 		},
 		{
 			name: "unrelated variables",
@@ -138,7 +138,7 @@ func TestConnectionStringsFromEnv(t *testing.T) {
 				"Azure__SignalR__Endpoints__east": east,
 			},
 			service: "webpubsub",
-			want:    []ncs{{"$WebPubSubConnectionString", wps}},
+			want:    []ncs{{Source: "$WebPubSubConnectionString", Value: wps}},
 		},
 		{
 			name:    "nothing",
@@ -191,55 +191,55 @@ func TestParseEndpoints(t *testing.T) {
 	}{
 		{
 			name: "one",
-			in:   []ncs{{"$AzureSignalRConnectionString", fakeConnString("https://"+host, fakeAccessKey)}},
+			in:   []ncs{{Source: "$AzureSignalRConnectionString", Value: fakeConnString("https://"+host, fakeAccessKey)}},
 			want: []endpointView{{h(host), h(host), "https://" + host, []string{"$AzureSignalRConnectionString"}, []string{fakeAccessKey}}},
 		},
 		{
 			name: "a port in the Endpoint, as emulators have",
-			in:   []ncs{{"a", fakeConnString("http://127.0.0.1:8888", fakeAccessKey)}},
+			in:   []ncs{{Source: "a", Value: fakeConnString("http://127.0.0.1:8888", fakeAccessKey)}},
 			want: []endpointView{{h("127.0.0.1:8888"), h("127.0.0.1:8888"), "http://127.0.0.1:8888", []string{"a"}, []string{fakeAccessKey}}},
 		},
 		{
 			name: "Port is part of the host, and the host as written stays, as SDKs before 2021 put it in aud",
-			in:   []ncs{{"a", fakeConnString("https://"+host, fakeAccessKey, "Port=8443")}},
+			in:   []ncs{{Source: "a", Value: fakeConnString("https://"+host, fakeAccessKey, "Port=8443")}},
 			want: []endpointView{{h(host+":8443", host), h(host + ":8443"), "https://" + host + ":8443", []string{"a"}, []string{fakeAccessKey}}},
 		},
 		{
 			name: "the scheme's default Port is left out",
-			in:   []ncs{{"a", fakeConnString("https://"+host, fakeAccessKey, "Port=443")}},
+			in:   []ncs{{Source: "a", Value: fakeConnString("https://"+host, fakeAccessKey, "Port=443")}},
 			want: []endpointView{{h(host), h(host), "https://" + host + ":443", []string{"a"}, []string{fakeAccessKey}}},
 		},
 		{
 			name: "ClientEndpoint is where clients go, not an audience",
-			in:   []ncs{{"a", fakeConnString("https://"+host, fakeAccessKey, "ClientEndpoint=https://chat.example.test:4443")}},
+			in:   []ncs{{Source: "a", Value: fakeConnString("https://"+host, fakeAccessKey, "ClientEndpoint=https://chat.example.test:4443")}},
 			want: []endpointView{{h(host), h("chat.example.test:4443"), "https://" + host, []string{"a"}, []string{fakeAccessKey}}},
 		},
 		{
 			name: "ServerEndpoint adds none",
-			in:   []ncs{{"a", fakeConnString("https://"+host, fakeAccessKey, "ServerEndpoint=https://internal.example.test")}},
+			in:   []ncs{{Source: "a", Value: fakeConnString("https://"+host, fakeAccessKey, "ServerEndpoint=https://internal.example.test")}},
 			want: []endpointView{{h(host), h(host), "https://" + host, []string{"a"}, []string{fakeAccessKey}}},
 		},
 		{
 			name: "primary and secondary key of one endpoint",
 			in: []ncs{
-				{"$Azure__SignalR__Endpoints__east__primary", fakeConnString("https://"+host, fakeAccessKey)},
-				{"$Azure__SignalR__Endpoints__east__secondary", fakeConnString("https://"+strings.ToUpper(host)+"/", secondFakeAccessKey)},
+				{Source: "$Azure__SignalR__Endpoints__east__primary", Value: fakeConnString("https://"+host, fakeAccessKey)},
+				{Source: "$Azure__SignalR__Endpoints__east__secondary", Value: fakeConnString("https://"+strings.ToUpper(host)+"/", secondFakeAccessKey)},
 			},
 			want: []endpointView{{h(host), h(host), "https://" + host, []string{"$Azure__SignalR__Endpoints__east__primary", "$Azure__SignalR__Endpoints__east__secondary"}, []string{fakeAccessKey, secondFakeAccessKey}}},
 		},
 		{
 			name: "the same key from two sources",
 			in: []ncs{
-				{"$AzureSignalRConnectionString", fakeConnString("https://"+host, fakeAccessKey)},
-				{"connection string 1 of the configuration", fakeConnString("https://"+host, fakeAccessKey)},
+				{Source: "$AzureSignalRConnectionString", Value: fakeConnString("https://"+host, fakeAccessKey)},
+				{Source: "connection string 1 of the configuration", Value: fakeConnString("https://"+host, fakeAccessKey)},
 			},
 			want: []endpointView{{h(host), h(host), "https://" + host, []string{"$AzureSignalRConnectionString"}, []string{fakeAccessKey}}},
 		},
 		{
 			name: "two endpoints",
 			in: []ncs{
-				{"east", fakeConnString("https://fake-east.service.signalr.net", fakeAccessKey)},
-				{"west", fakeConnString("https://fake-west.service.signalr.net", fakeAccessKey)},
+				{Source: "east", Value: fakeConnString("https://fake-east.service.signalr.net", fakeAccessKey)},
+				{Source: "west", Value: fakeConnString("https://fake-west.service.signalr.net", fakeAccessKey)},
 			},
 			want: []endpointView{
 				{h("fake-east.service.signalr.net"), h("fake-east.service.signalr.net"), "https://fake-east.service.signalr.net", []string{"east"}, []string{fakeAccessKey}},
@@ -249,8 +249,8 @@ func TestParseEndpoints(t *testing.T) {
 		{
 			name: "one host on two ports is two endpoints",
 			in: []ncs{
-				{"a", fakeConnString("https://"+host, fakeAccessKey)},
-				{"b", fakeConnString("https://"+host, secondFakeAccessKey, "Port=8443")},
+				{Source: "a", Value: fakeConnString("https://"+host, fakeAccessKey)},
+				{Source: "b", Value: fakeConnString("https://"+host, secondFakeAccessKey, "Port=8443")},
 			},
 			want: []endpointView{
 				{h(host), h(host), "https://" + host, []string{"a"}, []string{fakeAccessKey}},
@@ -260,13 +260,13 @@ func TestParseEndpoints(t *testing.T) {
 		{
 			name:    "Web PubSub: the Endpoint with Port is the audience and where clients go",
 			service: "webpubsub",
-			in:      []ncs{{"$WebPubSubConnectionString", fakeConnString("http://localhost", fakeAccessKey, "Port=8080")}},
+			in:      []ncs{{Source: "$WebPubSubConnectionString", Value: fakeConnString("http://localhost", fakeAccessKey, "Port=8080")}},
 			want:    []endpointView{{h("localhost:8080"), h("localhost:8080"), "http://localhost:8080", []string{"$WebPubSubConnectionString"}, []string{fakeAccessKey}}},
 		},
 		{
 			name:    "Web PubSub: AuthType and ClientEndpoint ignored, as its SDKs ignore them",
 			service: "webpubsub",
-			in:      []ncs{{"a", fakeConnString("https://fake.webpubsub.azure.com", fakeAccessKey, "AuthType=aad", "ClientEndpoint=https://chat.example.test")}},
+			in:      []ncs{{Source: "a", Value: fakeConnString("https://fake.webpubsub.azure.com", fakeAccessKey, "AuthType=aad", "ClientEndpoint=https://chat.example.test")}},
 			want:    []endpointView{{h("fake.webpubsub.azure.com"), h("fake.webpubsub.azure.com"), "https://fake.webpubsub.azure.com", []string{"a"}, []string{fakeAccessKey}}},
 		},
 		{
@@ -290,7 +290,7 @@ func TestParseEndpoints(t *testing.T) {
 
 func TestParseEndpointsErrors(t *testing.T) {
 	type ncs = NamedConnectionString
-	good := ncs{"$AzureSignalRConnectionString", fakeConnString("https://fake.service.signalr.net", fakeAccessKey)}
+	good := ncs{Source: "$AzureSignalRConnectionString", Value: fakeConnString("https://fake.service.signalr.net", fakeAccessKey)}
 	const entra = "the app signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; give the app and the sidecar a connection string with AccessKey and without AuthType"
 	tests := []struct {
 		name    string
@@ -299,44 +299,61 @@ func TestParseEndpointsErrors(t *testing.T) {
 		want    string
 	}{
 		{
-			name: "Microsoft Entra ID",
-			in:   []ncs{{"$Azure__SignalR__Endpoints__west", "Endpoint=https://fake-west.service.signalr.net;AuthType=azure.msi;ClientId=00000000-0000-0000-0000-000000000000;Version=1.0;"}},
-			want: "$Azure__SignalR__Endpoints__west: AuthType=azure.msi: " + entra,
+			name: "azure.app without TenantId",
+			in:   []ncs{{Source: "$AzureSignalRConnectionString", Value: "Endpoint=https://fake.service.signalr.net;AuthType=azure.app;ClientId=x;ClientSecret=" + fakeAccessKey}},
+			want: "$AzureSignalRConnectionString: AuthType=azure.app needs ClientId, TenantId and ClientSecret or ClientCert (the path of a PEM certificate with its private key)",
 		},
 		{
-			name: "Microsoft Entra ID, AuthType in another case",
-			in:   []ncs{{"/etc/signalr/cs", "Endpoint=https://fake.service.signalr.net;AuthType=AAD;ClientId=x;ClientSecret=" + fakeAccessKey}},
-			want: "/etc/signalr/cs: AuthType=aad: " + entra,
+			name: "aad with a tenant and neither secret nor certificate",
+			in:   []ncs{{Source: "a", Value: "Endpoint=https://fake.service.signalr.net;AuthType=AAD;ClientId=x;TenantId=t"}},
+			want: "a: AuthType=aad with ClientId and TenantId needs ClientSecret or ClientCert; without TenantId, ClientId names a user-assigned managed identity",
 		},
 		{
-			// The SDK never reads the AccessKey then, so every negotiate
-			// would fail: refused at start rather than answered 502.
-			name: "AuthType with an AccessKey",
-			in:   []ncs{{"a", fakeConnString("https://fake.service.signalr.net", fakeAccessKey, "AuthType=aad", "ClientId=00000000-0000-0000-0000-000000000000")}},
-			want: "a: AuthType=aad: the app's SignalR SDK ignores the AccessKey when AuthType is set, and signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; remove AuthType (and ClientId, TenantId, ClientSecret, ClientCert) from the connection string, in the app's setting and here alike",
+			name: "identity-based settings with an unknown credential",
+			in:   []ncs{{Source: "$AzureSignalRConnectionString__serviceUri", Identity: map[string]string{"serviceuri": "https://fake.service.signalr.net", "credential": "Kerberos"}}},
+			want: `$AzureSignalRConnectionString__serviceUri: credential "Kerberos" is not one the Functions host knows here: give managedidentity, workloadidentity, or leave it out (client secret, or DefaultAzureCredential)`,
+		},
+		{
+			name: "identity-based settings with a serviceUri that is not a URL",
+			in:   []ncs{{Source: "$AzureSignalRConnectionString__serviceUri", Identity: map[string]string{"serviceuri": "fake.service.signalr.net"}}},
+			want: `$AzureSignalRConnectionString__serviceUri: serviceUri "fake.service.signalr.net" is not an absolute http or https URL (expected serviceUri=https://<name>.service.signalr.net)`,
+		},
+		{
+			name: "one endpoint both with an access key and with Microsoft Entra ID",
+			in: []ncs{
+				{Source: "a", Value: fakeConnString("https://fake.service.signalr.net", fakeAccessKey)},
+				{Source: "b", Value: "Endpoint=https://fake.service.signalr.net;AuthType=azure.msi"},
+			},
+			want: "b: the endpoint https://fake.service.signalr.net is also given with an access key in a; give the app and the sidecar one way to reach it",
+		},
+		{
+			name:    "Web PubSub with identity-based settings",
+			service: "webpubsub",
+			in:      []ncs{{Source: "$WebPubSubConnectionString__serviceUri", Identity: map[string]string{"serviceuri": "https://fake.webpubsub.azure.com"}}},
+			want:    "$WebPubSubConnectionString__serviceUri: identity-based settings: the sidecar signs webpubsub tokens with an access key only; give the app and the sidecar a connection string with AccessKey",
 		},
 		{
 			name:    "Web PubSub without AccessKey",
 			service: "webpubsub",
-			in:      []ncs{{"$WebPubSubConnectionString", "Endpoint=https://fake.webpubsub.azure.com;AuthType=aad;Version=1.0;"}},
+			in:      []ncs{{Source: "$WebPubSubConnectionString", Value: "Endpoint=https://fake.webpubsub.azure.com;AuthType=aad;Version=1.0;"}},
 			want:    "$WebPubSubConnectionString: missing AccessKey: the webpubsub SDKs ignore AuthType and sign client tokens with the AccessKey, so the connection string needs one",
 		},
 		{
 			name: "missing AccessKey, and no word of AuthType",
-			in:   []ncs{{"a", "Endpoint=https://fake.service.signalr.net;Version=1.0;"}},
+			in:   []ncs{{Source: "a", Value: "Endpoint=https://fake.service.signalr.net;Version=1.0;"}},
 			want: "a: connection string: missing AccessKey (expected AccessKey=<key>, the key the app signs client tokens with)",
 		},
 		{
 			name: "malformed",
-			in:   []ncs{{"connection string 2 of the configuration", "AccessKey=" + fakeAccessKey}},
+			in:   []ncs{{Source: "connection string 2 of the configuration", Value: "AccessKey=" + fakeAccessKey}},
 			want: "connection string 2 of the configuration: connection string: missing Endpoint (expected Endpoint=https://<name>.service.signalr.net;AccessKey=...)",
 		},
 		{
 			name: "every bad one reported, good ones ignored",
 			in: []ncs{
-				{"first", "Endpoint=https://fake.service.signalr.net;" + fakeAccessKey},
+				{Source: "first", Value: "Endpoint=https://fake.service.signalr.net;" + fakeAccessKey},
 				good,
-				{"second", fakeConnString("https://fake.service.signalr.net", fakeAccessKey, "Version=2.0")},
+				{Source: "second", Value: fakeConnString("https://fake.service.signalr.net", fakeAccessKey, "Version=2.0")},
 			},
 			want: "first: connection string: part 2 has no \"=\" (expected Key=Value)\n" +
 				"second: connection string: duplicate key \"Version\"",
@@ -350,7 +367,7 @@ func TestParseEndpointsErrors(t *testing.T) {
 				t.Errorf("error:\n%s\nwant:\n%s", got, tt.want)
 			}
 			for _, in := range tt.in {
-				if strings.Contains(got, in.Value) || strings.Contains(got, fakeAccessKey) {
+				if in.Value != "" && strings.Contains(got, in.Value) || strings.Contains(got, fakeAccessKey) {
 					t.Errorf("the error shows a connection string or key: %s", got)
 				}
 			}
@@ -427,12 +444,12 @@ func TestCollectConnectionStrings(t *testing.T) {
 		{
 			name:  "a file, trailing newline trimmed",
 			files: []string{newline},
-			want:  []ncs{{newline, east}},
+			want:  []ncs{{Source: newline, Value: east}},
 		},
 		{
 			name:  "a file with CRLF and leading spaces",
 			files: []string{crlf},
-			want:  []ncs{{crlf, west}},
+			want:  []ncs{{Source: crlf, Value: west}},
 		},
 		{
 			name:    "environment, then configuration, then files",
@@ -440,25 +457,25 @@ func TestCollectConnectionStrings(t *testing.T) {
 			strings: []string{" " + west + " ", east},
 			files:   []string{crlf, newline},
 			want: []ncs{
-				{"$AzureSignalRConnectionString", east},
-				{"$Azure__SignalR__Endpoints__west", west},
-				{"connection string 1 of the configuration", west},
-				{"connection string 2 of the configuration", east},
-				{crlf, west},
-				{newline, east},
+				{Source: "$AzureSignalRConnectionString", Value: east},
+				{Source: "$Azure__SignalR__Endpoints__west", Value: west},
+				{Source: "connection string 1 of the configuration", Value: west},
+				{Source: "connection string 2 of the configuration", Value: east},
+				{Source: crlf, Value: west},
+				{Source: newline, Value: east},
 			},
 		},
 		{
 			name:    "empty file",
 			env:     map[string]string{"AzureSignalRConnectionString": east},
 			files:   []string{empty},
-			want:    []ncs{{"$AzureSignalRConnectionString", east}},
+			want:    []ncs{{Source: "$AzureSignalRConnectionString", Value: east}},
 			wantErr: "connection string file " + empty + " is empty",
 		},
 		{
 			name:    "missing file",
 			files:   []string{missing, newline},
-			want:    []ncs{{newline, east}},
+			want:    []ncs{{Source: newline, Value: east}},
 			wantErr: "connection string file: open " + missing + ": no such file or directory; check --connection-string-file (connection_string_files in the file): it names a file holding one connection string, such as a mounted Secret's key",
 		},
 		{

@@ -189,6 +189,11 @@ type Key struct {
 	// Secret is the HMAC key: the UTF-8 bytes of the AccessKey string, not
 	// its base64 decoding, as the Azure SDKs use it.
 	Secret []byte
+	// Source, instead of Secret, lends the sidecar's own key for an
+	// endpoint the app reaches with Microsoft Entra ID: the app signs with
+	// a temporary key of its own, which the sidecar cannot see. See
+	// Rewrite.
+	Source KeySource
 }
 
 // Reason classifies a failed rewrite for logs and metrics.
@@ -206,12 +211,14 @@ const (
 	ReasonTokenMismatch   Reason = "token_mismatch"   // two token fields of the body hold different tokens
 	ReasonCallerExpired   Reason = "caller_expired"   // the caller's token expires before the service token starts
 	ReasonCallerClaim     Reason = "caller_claim"     // a forwarded caller claim cannot be written as JSON
+	ReasonNoKey           Reason = "no_key"           // the sidecar holds no key of its own for a Microsoft Entra ID endpoint
+	ReasonUnverified      Reason = "unverified"       // a token the sidecar cannot verify fails a check it can make
 )
 
 // Reasons returns every Reason a failed rewrite can have.
 func Reasons() []Reason {
 	return []Reason{ReasonNotJSON, ReasonNoToken, ReasonMalformedToken, ReasonUnknownEndpoint, ReasonSignature,
-		ReasonTooLong, ReasonURLMismatch, ReasonTokenMismatch, ReasonCallerExpired, ReasonCallerClaim}
+		ReasonTooLong, ReasonURLMismatch, ReasonTokenMismatch, ReasonCallerExpired, ReasonCallerClaim, ReasonNoKey, ReasonUnverified}
 }
 
 // Error is a failed rewrite. It never contains a token or a key.
@@ -317,8 +324,8 @@ func New(format Format, keys []Key, opts Options) (*Rewriter, error) {
 		return nil, errors.New("rewrite: at least one access key is required")
 	}
 	for i, k := range keys {
-		if len(k.Secret) == 0 || len(k.Hosts) == 0 {
-			return nil, fmt.Errorf("rewrite: key %d needs a secret and at least one host", i)
+		if (len(k.Secret) == 0) == (k.Source == nil) || len(k.Hosts) == 0 {
+			return nil, fmt.Errorf("rewrite: key %d needs a secret or a source, not both, and at least one host", i)
 		}
 	}
 	if len(format.PrefixedClaims) > 0 && format.CustomClaimPrefix == "" {
@@ -362,11 +369,11 @@ func (r *Rewriter) Rewrite(body []byte, c Caller) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := r.resolve(obj, tok)
+	sg, err := r.resolve(obj, tok)
 	if err != nil {
 		return nil, err
 	}
-	newToken, err := r.resign(tok, key.Secret, c)
+	newToken, err := r.resign(tok, sg, c)
 	if err != nil {
 		return nil, err
 	}
@@ -393,7 +400,8 @@ func (r *Rewriter) Resolve(body []byte) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
-	return r.resolve(obj, tok)
+	sg, err := r.resolve(obj, tok)
+	return sg.key, err
 }
 
 // tokenCopy is one place in a body that holds the token.
@@ -507,6 +515,8 @@ type token struct {
 	alg    hmacAlg
 	sig    []byte
 	claims object
+	// headerClaims are the header's members, for tokens whose kid changes.
+	headerClaims object
 }
 
 func parseToken(raw string) (*token, error) {
@@ -543,25 +553,36 @@ func parseToken(raw string) (*token, error) {
 		return nil, fail(ReasonMalformedToken, "payload: %v", err)
 	}
 	return &token{
-		raw:    raw,
-		header: parts[0],
-		signed: raw[:len(parts[0])+1+len(parts[1])],
-		alg:    hmacAlg,
-		sig:    sig,
-		claims: claims,
+		raw:          raw,
+		header:       parts[0],
+		signed:       raw[:len(parts[0])+1+len(parts[1])],
+		alg:          hmacAlg,
+		sig:          sig,
+		claims:       claims,
+		headerClaims: header,
 	}, nil
+}
+
+// signer is the key a rewritten token is signed with.
+type signer struct {
+	key    Key
+	secret []byte
+	// kid, if set, replaces the header's kid: the token was signed by a key
+	// the sidecar cannot see, and is signed again with its own.
+	kid string
 }
 
 // resolve finds the key that signed the token. The candidates are the keys
 // whose endpoint the aud names by host, and by port when the aud has one.
 // The body's client URL narrows them when it names where some of them send
 // clients: endpoints on one host (emulators on several ports) have the same
-// SignalR aud, and only the url tells them apart. The key that verifies the
-// signature decides among what is left.
-func (r *Rewriter) resolve(obj object, t *token) (Key, error) {
+// SignalR aud, and only the url tells them apart. The access key that
+// verifies the signature decides among what is left; failing that, an
+// endpoint the app reaches with Microsoft Entra ID (see resolveEntra).
+func (r *Rewriter) resolve(obj object, t *token) (signer, error) {
 	aud, err := audience(t.claims)
 	if err != nil {
-		return Key{}, err
+		return signer{}, err
 	}
 	audName, audPort := splitHost(CanonicalHost(aud))
 	var candidates []Key
@@ -574,28 +595,79 @@ func (r *Rewriter) resolve(obj object, t *token) (Key, error) {
 		}
 	}
 	if len(candidates) == 0 {
-		return Key{}, fail(ReasonUnknownEndpoint, "the token's audience host %q is not a configured endpoint", CanonicalHost(aud))
+		return signer{}, fail(ReasonUnknownEndpoint, "the token's audience host %q is not a configured endpoint", CanonicalHost(aud))
 	}
 	client := r.clientHost(obj)
 	if client != "" {
-		named := slices.DeleteFunc(slices.Clone(candidates), func(k Key) bool {
-			hosts := k.ClientHosts
-			if len(hosts) == 0 {
-				hosts = k.Hosts
-			}
-			return !slices.Contains(hosts, client)
-		})
+		named := slices.DeleteFunc(slices.Clone(candidates), func(k Key) bool { return !k.sendsClientsTo(client) })
 		if len(named) > 0 {
 			candidates = named
 		}
 	}
 	for _, k := range candidates {
+		if k.Source != nil {
+			continue
+		}
 		var buf [sha512.Size]byte
 		if hmac.Equal(t.sig, r.macs.sign(buf[:0], t.alg, k.Secret, t.signed)) {
-			return k, nil
+			return signer{key: k, secret: k.Secret}, nil
 		}
 	}
-	return Key{}, fail(ReasonSignature, "the token for %q is not signed by a configured access key", CanonicalHost(aud))
+	entra := slices.DeleteFunc(candidates, func(k Key) bool { return k.Source == nil })
+	if len(entra) == 0 {
+		return signer{}, fail(ReasonSignature, "the token for %q is not signed by a configured access key", CanonicalHost(aud))
+	}
+	return r.resolveEntra(obj, t, aud, client, entra)
+}
+
+// sendsClientsTo reports whether the key's endpoint sends clients to host.
+func (k Key) sendsClientsTo(host string) bool {
+	hosts := k.ClientHosts
+	if len(hosts) == 0 {
+		hosts = k.Hosts
+	}
+	return slices.Contains(hosts, host)
+}
+
+// resolveEntra picks the endpoint, among those the app reaches with
+// Microsoft Entra ID, whose token this is. When the sidecar's own key has
+// the token's kid it verifies the token as it does an access key's.
+// Otherwise the app signed it with a temporary key of its own, which the
+// sidecar cannot see: the token must then pass every check the sidecar can
+// make (checkUnverified), and is signed again with the sidecar's key under
+// its kid.
+func (r *Rewriter) resolveEntra(obj object, t *token, aud *url.URL, client string, keys []Key) (signer, error) {
+	if client == "" {
+		return signer{}, fail(ReasonUnverified, "the body has no client URL, and a token signed by a key the sidecar cannot see is rewritten only for a body whose url names its endpoint")
+	}
+	keys = slices.DeleteFunc(keys, func(k Key) bool { return !k.sendsClientsTo(client) })
+	switch len(keys) {
+	case 0:
+		return signer{}, fail(ReasonUnverified, "the body's url names %q, which is not where the endpoint of the token's audience %q sends clients", client, CanonicalHost(aud))
+	case 1:
+	default:
+		return signer{}, fail(ReasonUnknownEndpoint, "%d endpoints match the token's audience %q and the url's host %q", len(keys), CanonicalHost(aud), client)
+	}
+	k := keys[0]
+	own, err := k.Source.SigningKey()
+	if err != nil {
+		return signer{}, fail(ReasonNoKey, "no key of the sidecar's own for %s: %v", k.Endpoint, err)
+	}
+	kid, err := t.kid()
+	if err != nil {
+		return signer{}, err
+	}
+	if kid == own.ID {
+		var buf [sha512.Size]byte
+		if !hmac.Equal(t.sig, r.macs.sign(buf[:0], t.alg, own.Secret, t.signed)) {
+			return signer{}, fail(ReasonSignature, "the token for %q has the kid of the sidecar's own key but not its signature", CanonicalHost(aud))
+		}
+		return signer{key: k, secret: own.Secret}, nil
+	}
+	if err := r.checkUnverified(obj, t, aud); err != nil {
+		return signer{}, err
+	}
+	return signer{key: k, secret: own.Secret, kid: own.ID}, nil
 }
 
 // clientHost returns the host of the body's client URL, as CanonicalHost
@@ -617,7 +689,7 @@ func (r *Rewriter) clientHost(obj object) string {
 // resign sets the user claim and what the Options ask for, and signs again
 // with the key that verified. The header segment is kept byte for byte;
 // every other claim keeps its exact text.
-func (r *Rewriter) resign(t *token, key []byte, c Caller) (string, error) {
+func (r *Rewriter) resign(t *token, sg signer, c Caller) (string, error) {
 	claims := slices.Clone(t.claims)
 	uid := appendQuoted(nil, c.UserID)
 	claims = claims.set(r.format.UserClaim, uid)
@@ -631,9 +703,15 @@ func (r *Rewriter) resign(t *token, key []byte, c Caller) (string, error) {
 		return "", err
 	}
 	payload := base64.RawURLEncoding.EncodeToString(claims.appendJSON(nil))
-	unsigned := t.header + "." + payload
+	header := t.header
+	if sg.kid != "" {
+		h := slices.Clone(t.headerClaims)
+		h = h.set("kid", appendQuoted(nil, sg.kid))
+		header = base64.RawURLEncoding.EncodeToString(h.appendJSON(nil))
+	}
+	unsigned := header + "." + payload
 	var buf [sha512.Size]byte
-	out := unsigned + "." + base64.RawURLEncoding.EncodeToString(r.macs.sign(buf[:0], t.alg, key, unsigned))
+	out := unsigned + "." + base64.RawURLEncoding.EncodeToString(r.macs.sign(buf[:0], t.alg, sg.secret, unsigned))
 	if len(out) > r.maxLen {
 		return "", fail(ReasonTooLong, "the rewritten token has %d characters; the limit for %s is %d", len(out), r.format.Name, r.maxLen)
 	}
@@ -709,7 +787,9 @@ type macPools map[string]*[3]sync.Pool
 func newMACPools(keys []Key) macPools {
 	p := macPools{}
 	for _, k := range keys {
-		p[string(k.Secret)] = new([3]sync.Pool)
+		if len(k.Secret) > 0 {
+			p[string(k.Secret)] = new([3]sync.Pool)
+		}
 	}
 	return p
 }

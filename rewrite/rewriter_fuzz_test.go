@@ -144,7 +144,7 @@ func checkRewrite(t *testing.T, r *Rewriter, in, out []byte, err error, c Caller
 	if err != nil {
 		t.Fatalf("output token does not verify: %v", err)
 	}
-	again, err := r.resign(tok, key.Secret, c)
+	again, err := r.resign(tok, key, c)
 	if err != nil {
 		t.Fatalf("output token cannot be rewritten again: %v", err)
 	}

@@ -93,10 +93,7 @@ func (f Format) Key(c ConnectionString) (Key, error) {
 		return Key{}, errors.New("the connection string has no Endpoint")
 	}
 	if f.sdk.entraAuthType && c.AuthType != "" {
-		if c.AccessKey != "" {
-			return Key{}, fmt.Errorf("AuthType=%s: the app's SignalR SDK ignores the AccessKey when AuthType is set, and signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; remove AuthType (and ClientId, TenantId, ClientSecret, ClientCert) from the connection string, in the app's setting and here alike", c.AuthType)
-		}
-		return Key{}, fmt.Errorf("AuthType=%s: the app signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; give the app and the sidecar a connection string with AccessKey and without AuthType", c.AuthType)
+		return Key{}, fmt.Errorf("AuthType=%s: the app signs in with Microsoft Entra ID and has no access key", c.AuthType)
 	}
 	if c.AccessKey == "" {
 		if c.AuthType != "" {
@@ -104,7 +101,15 @@ func (f Format) Key(c ConnectionString) (Key, error) {
 		}
 		return Key{}, errors.New("missing AccessKey")
 	}
-	k := Key{Endpoint: c.Endpoint.String(), Secret: []byte(c.AccessKey)}
+	k := f.hosts(c)
+	k.Secret = []byte(c.AccessKey)
+	return k, nil
+}
+
+// hosts is the Key, without its secret, that names c's endpoint: the hosts
+// its tokens' aud may name and where clients are sent.
+func (f Format) hosts(c ConnectionString) Key {
+	k := Key{Endpoint: c.Endpoint.String()}
 	if f.sdk.entraAuthType {
 		k.Hosts = c.Hosts()
 	} else {
@@ -115,7 +120,7 @@ func (f Format) Key(c ConnectionString) (Key, error) {
 		client = c.ClientEndpoint
 	}
 	k.ClientHosts = []string{CanonicalHost(client)}
-	return k, nil
+	return k
 }
 
 // SDKBody returns the negotiate body the format's SDK (through the Functions

@@ -45,13 +45,13 @@ func TestFormatKey(t *testing.T) {
 			name:   "SignalR refuses AuthType with an AccessKey, which its SDK ignores",
 			format: SignalR(),
 			cs:     "Endpoint=https://x.service.signalr.net;AccessKey=" + k + ";AuthType=aad;ClientId=cid",
-			err:    "AuthType=aad: the app's SignalR SDK ignores the AccessKey when AuthType is set, and signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify",
+			err:    "AuthType=aad: the app signs in with Microsoft Entra ID and has no access key",
 		},
 		{
 			name:   "SignalR refuses AuthType without an AccessKey",
 			format: SignalR(),
 			cs:     "Endpoint=https://x.service.signalr.net;AuthType=azure.msi",
-			err:    "AuthType=azure.msi: the app signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; give the app and the sidecar a connection string with AccessKey and without AuthType",
+			err:    "AuthType=azure.msi: the app signs in with Microsoft Entra ID and has no access key",
 		},
 		{
 			name:   "Web PubSub",

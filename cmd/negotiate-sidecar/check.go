@@ -16,6 +16,7 @@ import (
 	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
 	"github.com/negotiate-sidecar/negotiate-sidecar/cmd/internal/cli"
 	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite"
+	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite/entra"
 )
 
 // errCheckFailed makes check exit non-zero after its report said why.
@@ -77,6 +78,7 @@ func runCheck(ctx context.Context, args []string, env environment, stdout, stder
 	}
 
 	eps, _ := endpoints(s, env) // validated with the settings
+	eps = checkEntra(ctx, r, eps, env)
 	checkEndpoints(r, s, eps, time.Now())
 
 	checkUpstream(ctx, r, s.Upstream, client)
@@ -163,8 +165,68 @@ func checkEndpoints(r *report, s settings, endpoints []rewrite.Endpoint, now tim
 		return
 	}
 	for _, e := range endpoints {
-		checkEndpoint(r, format, rw, e, now)
+		if e.Entra == nil {
+			checkEndpoint(r, format, rw, e, now)
+		}
 	}
+}
+
+// heldKey is a KeySource holding the one key check fetched.
+type heldKey rewrite.SigningKey
+
+func (k heldKey) SigningKey() (rewrite.SigningKey, error) { return rewrite.SigningKey(k), nil }
+
+// checkEntra gets, for each endpoint the app reaches with Microsoft Entra
+// ID, a key of the sidecar's own once, as the sidecar would at start, and
+// reports how it went. It returns the endpoints whose key came, each
+// holding it, and those with access keys.
+func checkEntra(ctx context.Context, r *report, eps []rewrite.Endpoint, env environment) []rewrite.Endpoint {
+	var out []rewrite.Endpoint
+	for _, e := range eps {
+		if e.Entra == nil {
+			out = append(out, e)
+			continue
+		}
+		subject := "endpoint " + e.Hosts[0]
+		cred, desc, err := entra.Credential(e.Entra, entraOptions(env))
+		if err != nil {
+			r.fail(subject, fmt.Sprintf("%s: %v", e.Entra.Source, err), "fix the identity settings; they must be those the app uses")
+			continue
+		}
+		src, err := entra.NewSource(entra.Config{Entra: e.Entra, Credential: cred, Description: desc, Client: &http.Client{Timeout: 30 * time.Second}})
+		if err != nil {
+			r.fail(subject, err.Error(), "")
+			continue
+		}
+		fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		key, err := src.Fetch(fctx)
+		cancel()
+		if err != nil {
+			r.fail(subject, err.Error(), entraHint(err))
+			continue
+		}
+		r.ok(subject, "Microsoft Entra ID as %s (from %s): got key %q from %s; the app's tokens are signed again with it", desc, e.Entra.Source, key.ID, e.Entra.KeyURL())
+		e.Source = heldKey(key)
+		out = append(out, e)
+	}
+	return out
+}
+
+// entraHint says what to do when the sidecar could not get its own key.
+func entraHint(err error) string {
+	var ke *entra.KeyError
+	var te *entra.TokenError
+	switch {
+	case errors.As(err, &ke) && ke.Status == http.StatusForbidden:
+		return "assign the identity the \"SignalR App Server\" role on the SignalR resource (az role assignment create --role \"SignalR App Server\" ...), wait up to 30 minutes, and check again"
+	case errors.As(err, &ke) && ke.Status == http.StatusUnauthorized:
+		return "the token is for another tenant or audience; check TenantId / AZURE_TENANT_ID"
+	case errors.As(err, &ke) && ke.Status == 0:
+		return "check that this machine (and the pod) can reach the endpoint"
+	case errors.As(err, &te):
+		return "the identity could not sign in: in AKS check the workload identity label and ServiceAccount annotation; elsewhere that the managed identity is assigned to the host"
+	}
+	return "the sidecar keeps retrying every 5 minutes, and is not ready until it holds a key"
 }
 
 // checkEndpoint is checkEndpoints for one endpoint.

@@ -206,10 +206,10 @@ func TestCheck(t *testing.T) {
 			name: "Microsoft Entra ID connection string",
 			env: map[string]string{
 				"AzureSignalRConnectionString":    fakeConnectionString,
-				"Azure__SignalR__Endpoints__west": "Endpoint=https://fake-west.service.signalr.net;AuthType=azure.msi;ClientId=00000000-0000-0000-0000-000000000000;Version=1.0;",
+				"Azure__SignalR__Endpoints__west": "Endpoint=https://fake-west.service.signalr.net;AuthType=azure.app;ClientId=00000000-0000-0000-0000-000000000000;Version=1.0;",
 			},
 			want: []string{
-				"FAIL configuration $Azure__SignalR__Endpoints__west: AuthType=azure.msi: the app signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; give the app and the sidecar a connection string with AccessKey and without AuthType",
+				"FAIL configuration $Azure__SignalR__Endpoints__west: AuthType=azure.app needs ClientId, TenantId and ClientSecret or ClientCert (the path of a PEM certificate with its private key)",
 				"1 problem(s) in the configuration; fix them and run check again.",
 			},
 			wantErr: true,
@@ -279,7 +279,7 @@ func TestCheck(t *testing.T) {
 			name: "AuthType with an AccessKey, which the SDK then ignores",
 			env:  map[string]string{"AzureSignalRConnectionString": fakeConnString("https://fake.service.signalr.net", fakeAccessKey, "AuthType=azure")},
 			want: []string{
-				"FAIL configuration $AzureSignalRConnectionString: AuthType=azure: the app's SignalR SDK ignores the AccessKey when AuthType is set",
+				"FAIL configuration $AzureSignalRConnectionString: AuthType=azure: the app's SignalR SDK ignores the AccessKey when AuthType is set, and signs in with Microsoft Entra ID; remove the AccessKey",
 				"1 problem(s) in the configuration; fix them and run check again.",
 			},
 			wantErr: true,

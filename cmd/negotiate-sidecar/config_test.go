@@ -524,7 +524,7 @@ func TestLoadSettingsInvalidFiles(t *testing.T) {
 		"invalid-jwks-url.yml":                         "provider \"idp.example.test\": JWKS URL \"idp.example.test/keys\" must be an absolute http or https URL",
 		"invalid-leeway.yml":                           "testdata/invalid-leeway.yml line 5: leeway \"10m\": choose a value from 0s to 5m",
 		"invalid-log.yml":                              "testdata/invalid-log.yml line 2: log_level \"verbose\": choose debug, info, warn or error\ntestdata/invalid-log.yml line 3: log_format \"text\": choose json or console",
-		"invalid-many.yml":                             "testdata/invalid-many.yml line 12: unknown key \"audience\" (did you mean audiences?); see the configuration reference in the README for the keys there are\ntestdata/invalid-many.yml line 2: upstream \"127.0.0.1:7071\": must be an absolute http or https URL, such as http://127.0.0.1:80\ntestdata/invalid-many.yml line 3: service \"pubsub\": choose signalr or webpubsub\ntestdata/invalid-many.yml line 4: log_format \"text\": choose json or console\nproviders[1].issuer: an issuer is required: the exact iss claim of your callers' tokens\nproviders[1].audiences: at least one audience is required: the aud your callers' tokens carry\ntestdata/invalid-many.yml line 9: algorithms \"none\": \"none\" not accepted; choose from RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA (never none or HS*)\ntestdata/invalid-many.yml line 10: leeway \"1h\": choose a value from 0s to 5m\nprovider \"corp\": give an issuer for discovery, a JWKS URL or a JWKS file\nprovider \"corp\": the name is used twice; give each provider its own name (names label metrics and must differ)\nconnection string 1 of the configuration: AuthType=azure.msi: the app signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; give the app and the sidecar a connection string with AccessKey and without AuthType",
+		"invalid-many.yml":                             "testdata/invalid-many.yml line 12: unknown key \"audience\" (did you mean audiences?); see the configuration reference in the README for the keys there are\ntestdata/invalid-many.yml line 2: upstream \"127.0.0.1:7071\": must be an absolute http or https URL, such as http://127.0.0.1:80\ntestdata/invalid-many.yml line 3: service \"pubsub\": choose signalr or webpubsub\ntestdata/invalid-many.yml line 4: log_format \"text\": choose json or console\nproviders[1].issuer: an issuer is required: the exact iss claim of your callers' tokens\nproviders[1].audiences: at least one audience is required: the aud your callers' tokens carry\ntestdata/invalid-many.yml line 9: algorithms \"none\": \"none\" not accepted; choose from RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA (never none or HS*)\ntestdata/invalid-many.yml line 10: leeway \"1h\": choose a value from 0s to 5m\nprovider \"corp\": give an issuer for discovery, a JWKS URL or a JWKS file\nprovider \"corp\": the name is used twice; give each provider its own name (names label metrics and must differ)\nconnection string 1 of the configuration: AuthType=azure.app needs ClientId, TenantId and ClientSecret or ClientCert (the path of a PEM certificate with its private key)",
 		"invalid-max-body-bytes-type.yml":              "testdata/invalid-max-body-bytes-type.yml line 2: max_body_bytes \"64KiB\": not a whole number; use digits only, such as 4096",
 		"invalid-max-body-bytes.yml":                   "testdata/invalid-max-body-bytes.yml line 2: max_body_bytes \"100\": choose from 1024 to 16777216",
 		"invalid-max-staleness-default-refresh.yml":    "testdata/invalid-max-staleness-default-refresh.yml line 6: max_staleness \"20m\": must be 0 (never) or at least twice the refresh interval (15m0s)",
@@ -673,7 +673,7 @@ func TestLoadSettingsReportsEverythingAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	missing := filepath.Join(dir, "missing.txt")
-	entra := "Endpoint=https://fake-west.service.signalr.net;AuthType=azure.msi;ClientId=00000000-0000-0000-0000-000000000000"
+	entra := "Endpoint=https://fake-west.service.signalr.net;AuthType=azure.app;ClientId=00000000-0000-0000-0000-000000000000"
 	broken := "Endpoint=https://fake.service.signalr.net;AccessKey=" + fakeAccessKey + ";Port=http"
 
 	t.Run("settings and connection strings", func(t *testing.T) {
@@ -690,7 +690,7 @@ func TestLoadSettingsReportsEverythingAtOnce(t *testing.T) {
 			`--leeway="10m": choose a value from 0s to 5m`,
 			`$AzureSignalRConnectionString: connection string: Port "http" is not a number from 1 to 65535`,
 			`$Azure__SignalR__Endpoints__east__other: connection string: missing Endpoint (expected Endpoint=https://<name>.service.signalr.net;AccessKey=...)`,
-			`$Azure__SignalR__Endpoints__west: AuthType=azure.msi: the app signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; give the app and the sidecar a connection string with AccessKey and without AuthType`,
+			`$Azure__SignalR__Endpoints__west: AuthType=azure.app needs ClientId, TenantId and ClientSecret or ClientCert (the path of a PEM certificate with its private key)`,
 		}, "\n")
 		if got := errString(err); got != want {
 			t.Errorf("error:\n%s\nwant:\n%s", got, want)

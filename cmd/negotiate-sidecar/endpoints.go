@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite"
+	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite/entra"
 )
 
 // endpoints gathers every connection string the sidecar trusts (those the
@@ -32,10 +33,25 @@ func formatOf(service string) rewrite.Format {
 	return rewrite.SignalR()
 }
 
+// entraOptions are how the sidecar's credentials reach Microsoft Entra ID.
+// A custom authority host (AZURE_AUTHORITY_HOST, read by azidentity itself)
+// is one login.microsoftonline.com knows nothing of, so the authority
+// metadata request it would answer is skipped.
+func entraOptions(env environment) entra.Options {
+	return entra.Options{
+		DisableInstanceDiscovery: env["AZURE_AUTHORITY_HOST"] != "",
+		Getenv:                   func(k string) string { return env[k] },
+	}
+}
+
 // endpointSummary describes endpoints for logs: hosts and key sources, never keys.
 func endpointSummary(es []rewrite.Endpoint) []string {
 	var out []string
 	for _, e := range es {
+		if e.Entra != nil {
+			out = append(out, fmt.Sprintf("%s (Microsoft Entra ID, from %s)", strings.Join(e.Hosts, ","), e.Entra.Source))
+			continue
+		}
 		var sources []string
 		for _, k := range e.Keys {
 			sources = append(sources, k.Source)

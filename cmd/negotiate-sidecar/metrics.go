@@ -16,6 +16,7 @@ type sidecarMetrics struct {
 	fetchOK     *prometheus.CounterVec
 	fetchFailed *prometheus.CounterVec
 	reloads     *prometheus.CounterVec
+	entraFetch  *prometheus.CounterVec
 }
 
 func newSidecarMetrics(reg *prometheus.Registry, cur *current, cache *auth.Cache, now func() time.Time) *sidecarMetrics {
@@ -32,6 +33,10 @@ func newSidecarMetrics(reg *prometheus.Registry, cur *current, cache *auth.Cache
 			Name: "negotiate_sidecar_config_reloads_total",
 			Help: "Configuration reloads after a watched file changed, by result (success or failure).",
 		}, []string{"result"}),
+		entraFetch: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "negotiate_sidecar_entra_key_fetches_total",
+			Help: "Requests for the sidecar's own temporary key from an endpoint reached with Microsoft Entra ID, by endpoint and result (success or failure).",
+		}, []string{"endpoint", "result"}),
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "negotiate_sidecar_build_info",
@@ -42,8 +47,9 @@ func newSidecarMetrics(reg *prometheus.Registry, cur *current, cache *auth.Cache
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.fetchOK, m.fetchFailed, m.reloads, build,
+		m.fetchOK, m.fetchFailed, m.reloads, m.entraFetch, build,
 		keySetCollector{cur: cur, now: now},
+		entraCollector{cur: cur, now: now},
 		cacheCollector{cache},
 	)
 	for _, r := range []string{"success", "failure"} {
@@ -58,6 +64,14 @@ func (m *sidecarMetrics) keyFetch(provider string, err error) {
 		return
 	}
 	m.fetchOK.WithLabelValues(provider).Inc()
+}
+
+func (m *sidecarMetrics) entraKeyFetch(endpoint string, err error) {
+	if err != nil {
+		m.entraFetch.WithLabelValues(endpoint, "failure").Inc()
+		return
+	}
+	m.entraFetch.WithLabelValues(endpoint, "success").Inc()
 }
 
 func (m *sidecarMetrics) reload(ok bool) {
@@ -131,4 +145,29 @@ func (c cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(cacheBytesDesc, prometheus.GaugeValue, float64(s.Bytes))
 	ch <- prometheus.MustNewConstMetric(cacheHitsDesc, prometheus.CounterValue, float64(s.Hits))
 	ch <- prometheus.MustNewConstMetric(cacheMissesDesc, prometheus.CounterValue, float64(s.Misses))
+}
+
+// entraCollector reports the age of the sidecar's own key for each endpoint
+// reached with Microsoft Entra ID. The service counts a key as expired
+// after two hours; the sidecar fetches a new one every 55 minutes.
+type entraCollector struct {
+	cur *current
+	now func() time.Time
+}
+
+var entraAgeDesc = prometheus.NewDesc("negotiate_sidecar_entra_key_age_seconds",
+	"Seconds since the sidecar's own temporary key for an endpoint reached with Microsoft Entra ID was fetched; absent before the first key.", []string{"endpoint"}, nil)
+
+func (c entraCollector) Describe(ch chan<- *prometheus.Desc) { ch <- entraAgeDesc }
+
+func (c entraCollector) Collect(ch chan<- prometheus.Metric) {
+	rt := c.cur.load()
+	if rt == nil {
+		return
+	}
+	for _, src := range rt.entra {
+		if st := src.source.Status(); !st.Fetched.IsZero() {
+			ch <- prometheus.MustNewConstMetric(entraAgeDesc, prometheus.GaugeValue, c.now().Sub(st.Fetched).Seconds(), src.source.Endpoint())
+		}
+	}
 }

@@ -89,6 +89,7 @@ func (r *reloader) reload(ctx context.Context) {
 				keep[p.keyID] = true
 			}
 			r.deps.pool.Retain(keep)
+			r.deps.entra.Retain(entraIDs(rt))
 			r.seen = fingerprint(command(false).Watched(&s))
 			warnRestartNeeded(log, old.settings, s)
 			if lvl, lerr := parseLevel(s.LogLevel); lerr == nil {
@@ -105,8 +106,18 @@ func (r *reloader) reload(ctx context.Context) {
 		keep[p.keyID] = true
 	}
 	r.deps.pool.Retain(keep)
+	r.deps.entra.Retain(entraIDs(old))
 	log.Error("configuration change not applied; still running the previous configuration", zap.Error(err))
 	r.onDone(false)
+}
+
+// entraIDs are the pool ids of rt's own key sources.
+func entraIDs(rt *instance) map[string]bool {
+	keep := map[string]bool{}
+	for _, e := range rt.entra {
+		keep[e.id] = true
+	}
+	return keep
 }
 
 // settleKeys waits, within r.settle, until every provider of rt has keys, so

@@ -23,6 +23,7 @@ import (
 	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
 	"github.com/negotiate-sidecar/negotiate-sidecar/cmd/internal/cli"
 	"github.com/negotiate-sidecar/negotiate-sidecar/proxy"
+	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite/entra"
 )
 
 // run is the whole program; main only adds signals and the exit status.
@@ -114,6 +115,7 @@ type sidecar struct {
 	log       *zap.Logger
 	cur       *current
 	pool      *auth.KeyPool
+	entra     *entra.Pool
 	proxyAddr net.Addr
 	adminAddr net.Addr
 	proxyLn   net.Listener
@@ -155,9 +157,11 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 		metrics:   proxy.NewMetrics(reg),
 		transport: proxy.NewTransport(),
 		pool:      auth.NewKeyPool(bg, log, &http.Client{Timeout: 10 * time.Second}, m.keyFetch),
+		entra:     entra.NewPool(bg, log, &http.Client{Timeout: 30 * time.Second}, entraOptions(env), m.entraKeyFetch),
 	}
 	defer func() {
 		if !ok {
+			d.entra.Close()
 			d.pool.Close()
 			cancelBG()
 		}
@@ -177,6 +181,7 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 		log:       log,
 		cur:       cur,
 		pool:      d.pool,
+		entra:     d.entra,
 		proxyAddr: proxyLn.Addr(),
 		adminAddr: adminLn.Addr(),
 		adminLn:   adminLn,
@@ -311,6 +316,7 @@ func (sc *sidecar) wait() error {
 	sc.cancelBG()
 	sc.running.Wait()
 	sc.pool.Close()
+	sc.entra.Close()
 	sc.log.Info("stopped")
 	return errors.Join(failed, err)
 }

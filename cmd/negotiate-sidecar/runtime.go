@@ -14,6 +14,7 @@ import (
 	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
 	"github.com/negotiate-sidecar/negotiate-sidecar/proxy"
 	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite"
+	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite/entra"
 )
 
 // instance is everything built from one version of the configuration: the
@@ -25,6 +26,14 @@ type instance struct {
 	authn     *auth.Authenticator
 	providers []providerInstance
 	endpoints []rewrite.Endpoint
+	entra     []entraInstance
+}
+
+// entraInstance is the sidecar's own key source for an endpoint the app
+// reaches with Microsoft Entra ID.
+type entraInstance struct {
+	source *entra.Source
+	id     string // the pool's id
 }
 
 type providerInstance struct {
@@ -39,6 +48,7 @@ type deps struct {
 	metrics   *proxy.Metrics
 	transport http.RoundTripper
 	pool      *auth.KeyPool
+	entra     *entra.Pool
 	// cache outlives reloads so that its counters do not reset; each new
 	// authenticator starts with none of its entries.
 	cache *auth.Cache
@@ -51,6 +61,19 @@ func buildInstance(s settings, env environment, d deps) (*instance, error) {
 	if err != nil {
 		problems = append(problems, err)
 	}
+	rt := &instance{settings: s, endpoints: eps}
+	for i, e := range eps {
+		if e.Entra == nil || err != nil {
+			continue
+		}
+		src, id, gerr := d.entra.Get(e.Entra)
+		if gerr != nil {
+			problems = append(problems, fmt.Errorf("%s: %w", e.Entra.Source, gerr))
+			continue
+		}
+		eps[i].Source = src
+		rt.entra = append(rt.entra, entraInstance{source: src, id: id})
+	}
 	var rw *rewrite.Rewriter
 	if len(problems) == 0 {
 		rw, err = rewrite.New(formatOf(s.Service), rewrite.Keys(eps), s.rewriteOptions())
@@ -59,7 +82,6 @@ func buildInstance(s settings, env environment, d deps) (*instance, error) {
 		}
 	}
 
-	rt := &instance{settings: s, endpoints: eps}
 	var providers []auth.Provider
 	for _, ps := range s.Providers {
 		cfg, err := ps.keySetConfig(nil)
@@ -155,6 +177,11 @@ func (ps providerSettings) authProvider(ks *auth.KeySet) auth.Provider {
 // needs keys, and keys fetched longer ago than the provider's max staleness
 // no longer count.
 func (rt *instance) ready(now time.Time) error {
+	for _, e := range rt.entra {
+		if _, err := e.source.SigningKey(); err != nil {
+			return fmt.Errorf("no usable key of the sidecar's own for %s (%s): %w", e.source.Endpoint(), e.source.Description(), err)
+		}
+	}
 	for _, p := range rt.providers {
 		if !p.keys.Loaded() {
 			return fmt.Errorf("no key loaded yet for provider %q", p.settings.Name)

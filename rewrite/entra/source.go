@@ -1,0 +1,321 @@
+package entra
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"go.uber.org/zap"
+
+	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite"
+)
+
+// The SDK's schedule (MicrosoftEntraAccessKey.cs): a key is fetched again
+// 55 minutes after the last success, 5 minutes after a failure, and counts
+// as expired 120 minutes after it was fetched. Each fetch makes up to 3
+// attempts, 3 seconds apart, each within 100 seconds.
+const (
+	RefreshInterval = 55 * time.Minute
+	RetryInterval   = 5 * time.Minute
+	KeyLifetime     = 120 * time.Minute
+	attempts        = 3
+	attemptDelay    = 3 * time.Second
+	attemptTimeout  = 100 * time.Second
+)
+
+// maxAnswer bounds the key API's answer: a key id and a key are short.
+const maxAnswer = 64 << 10
+
+// Config configures a Source.
+type Config struct {
+	// Entra is the endpoint and how the app signs in to it.
+	Entra *rewrite.Entra
+	// Credential gets the Entra tokens; Description names it in messages.
+	Credential  azcore.TokenCredential
+	Description string
+	// Client asks the key API; default http.DefaultClient.
+	Client *http.Client
+	// Logger gets a line for each fetch; default none.
+	Logger *zap.Logger
+	// OnFetch, if set, is called after each fetch with its error.
+	OnFetch func(err error)
+	// Now returns the current time; default time.Now.
+	Now func() time.Time
+	// RetryDelay is the pause between a fetch's attempts; default 3s.
+	RetryDelay time.Duration
+}
+
+// Source holds the sidecar's own temporary key for one endpoint and
+// refreshes it on the SDK's schedule. It is a rewrite.KeySource.
+type Source struct {
+	cfg    Config
+	keyURL string
+
+	mu       sync.RWMutex
+	key      rewrite.SigningKey
+	fetched  time.Time // of the key held; zero while none
+	lastErr  error
+	failures int
+	loaded   chan struct{} // closed when the first fetch ends, success or not
+	once     sync.Once
+}
+
+// NewSource returns a Source for cfg. It fetches nothing until Run or Fetch.
+// A key URL that is not https, except on loopback, is refused: the request
+// carries the identity's Entra token.
+func NewSource(cfg Config) (*Source, error) {
+	if cfg.Entra == nil || cfg.Entra.Endpoint == nil || cfg.Credential == nil {
+		return nil, errors.New("entra: a source needs an endpoint and a credential")
+	}
+	keyURL := cfg.Entra.KeyURL()
+	u, err := url.Parse(keyURL)
+	if err != nil {
+		return nil, fmt.Errorf("entra: key URL: %w", err)
+	}
+	if u.Scheme != "https" && !isLoopback(u.Hostname()) {
+		return nil, fmt.Errorf("%s: the key API at %s must be https (http only on loopback): the request carries the identity's token", cfg.Entra.Source, u.Redacted())
+	}
+	if cfg.Client == nil {
+		cfg.Client = http.DefaultClient
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.RetryDelay == 0 {
+		cfg.RetryDelay = attemptDelay
+	}
+	return &Source{cfg: cfg, keyURL: keyURL, loaded: make(chan struct{})}, nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// SigningKey returns the key held, unless none is or it is older than
+// KeyLifetime; the error then says why, the last failure included.
+func (s *Source) SigningKey() (rewrite.SigningKey, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.fetched.IsZero() {
+		if s.lastErr != nil {
+			return rewrite.SigningKey{}, fmt.Errorf("no key yet: %w", s.lastErr)
+		}
+		return rewrite.SigningKey{}, errors.New("no key yet: the first one is being fetched")
+	}
+	if age := s.cfg.Now().Sub(s.fetched); age > KeyLifetime {
+		return rewrite.SigningKey{}, fmt.Errorf("the key is %s old, past the service's %s: %w", age.Round(time.Second), KeyLifetime, s.lastErr)
+	}
+	return s.key, nil
+}
+
+// Status is what readiness and metrics show of a Source.
+type Status struct {
+	Fetched  time.Time // when the key held was fetched; zero while none
+	Failures int       // fetches failed since the last success
+	Err      error     // the last fetch's error, nil after a success
+}
+
+// Status returns the source's state.
+func (s *Source) Status() Status {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return Status{Fetched: s.fetched, Failures: s.failures, Err: s.lastErr}
+}
+
+// Endpoint is the endpoint's URL, for logs and metrics.
+func (s *Source) Endpoint() string { return s.cfg.Entra.Endpoint.String() }
+
+// Description names the credential.
+func (s *Source) Description() string { return s.cfg.Description }
+
+// Loaded is closed once the first fetch has ended, whether it succeeded.
+func (s *Source) Loaded() <-chan struct{} { return s.loaded }
+
+// Run fetches a key now, then again on the SDK's schedule, until ctx ends.
+func (s *Source) Run(ctx context.Context) {
+	for {
+		wait := RefreshInterval
+		if _, err := s.Fetch(ctx); err != nil {
+			wait = RetryInterval
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Fetch gets a new key, in up to three attempts, and holds it. A failure
+// leaves the key held before, which stays usable until KeyLifetime.
+func (s *Source) Fetch(ctx context.Context) (rewrite.SigningKey, error) {
+	var key rewrite.SigningKey
+	var err error
+	for i := range attempts {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return rewrite.SigningKey{}, s.record(key, fmt.Errorf("%w (stopped: %v)", err, ctx.Err()))
+			case <-time.After(s.cfg.RetryDelay):
+			}
+		}
+		key, err = s.attempt(ctx)
+		var ke *KeyError
+		if err == nil || ctx.Err() != nil || errors.As(err, &ke) && !ke.retryable() {
+			break
+		}
+	}
+	return key, s.record(key, err)
+}
+
+func (s *Source) record(key rewrite.SigningKey, err error) error {
+	s.mu.Lock()
+	if err == nil {
+		s.key, s.fetched, s.lastErr, s.failures = key, s.cfg.Now(), nil, 0
+	} else {
+		s.lastErr = err
+		s.failures++
+	}
+	s.mu.Unlock()
+	s.once.Do(func() { close(s.loaded) })
+	if err != nil {
+		s.cfg.Logger.Warn("could not get a key from the service", zap.String("endpoint", s.Endpoint()), zap.String("identity", s.cfg.Description), zap.Error(err))
+	} else {
+		s.cfg.Logger.Info("got a key from the service", zap.String("endpoint", s.Endpoint()), zap.String("identity", s.cfg.Description), zap.String("key_id", key.ID))
+	}
+	if s.cfg.OnFetch != nil {
+		s.cfg.OnFetch(err)
+	}
+	return err
+}
+
+// KeyError is a failed request to the key API.
+type KeyError struct {
+	URL    string // the key API, without query
+	Status int    // the HTTP status; 0 when none came back
+	Err    error
+}
+
+func (e *KeyError) Error() string {
+	switch e.Status {
+	case 0:
+		return fmt.Sprintf("asking %s for a key: %v", e.URL, e.Err)
+	case http.StatusUnauthorized:
+		return fmt.Sprintf("%s refused the identity's token (401): the identity must belong to the tenant of the SignalR resource", e.URL)
+	case http.StatusForbidden:
+		return fmt.Sprintf("%s answered 403: the identity lacks the \"SignalR App Server\" role on the SignalR resource; assign it (role assignments take up to 30 minutes to apply)", e.URL)
+	case http.StatusNotFound:
+		return fmt.Sprintf("%s answered 404: check the endpoint (Endpoint, ServerEndpoint or serviceUri); it must be the SignalR resource's", e.URL)
+	}
+	if e.Err != nil {
+		return fmt.Sprintf("%s answered %d: %v", e.URL, e.Status, e.Err)
+	}
+	return fmt.Sprintf("%s answered %d", e.URL, e.Status)
+}
+
+func (e *KeyError) Unwrap() error { return e.Err }
+
+// retryable reports whether another attempt may fare better: not after an
+// answer that says the request itself is wrong.
+func (e *KeyError) retryable() bool {
+	switch e.Status {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+		return false
+	}
+	return true
+}
+
+// TokenError is a failure to get an Entra token.
+type TokenError struct {
+	Identity string
+	Err      error
+}
+
+func (e *TokenError) Error() string {
+	return fmt.Sprintf("getting a Microsoft Entra token for %s as %s: %v", Scope, e.Identity, e.Err)
+}
+
+func (e *TokenError) Unwrap() error { return e.Err }
+
+func (s *Source) attempt(ctx context.Context) (rewrite.SigningKey, error) {
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	tok, err := s.cfg.Credential.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{Scope}})
+	if err != nil {
+		return rewrite.SigningKey{}, &TokenError{Identity: s.cfg.Description, Err: err}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.keyURL, nil)
+	if err != nil {
+		return rewrite.SigningKey{}, &KeyError{URL: s.keyURL, Err: err}
+	}
+	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	resp, err := s.cfg.Client.Do(req)
+	if err != nil {
+		return rewrite.SigningKey{}, &KeyError{URL: s.keyURL, Err: redactURLError(err)}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	if resp.StatusCode != http.StatusOK {
+		return rewrite.SigningKey{}, &KeyError{URL: s.keyURL, Status: resp.StatusCode}
+	}
+	if err != nil {
+		return rewrite.SigningKey{}, &KeyError{URL: s.keyURL, Status: resp.StatusCode, Err: fmt.Errorf("reading the answer: %w", err)}
+	}
+	if len(body) > maxAnswer {
+		return rewrite.SigningKey{}, &KeyError{URL: s.keyURL, Status: resp.StatusCode, Err: fmt.Errorf("the answer is over %d bytes", maxAnswer)}
+	}
+	key, err := parseAnswer(body)
+	if err != nil {
+		return rewrite.SigningKey{}, &KeyError{URL: s.keyURL, Status: resp.StatusCode, Err: err}
+	}
+	return key, nil
+}
+
+// parseAnswer reads {"KeyId": ..., "AccessKey": ...}. The SDK reads it with
+// System.Text.Json's defaults, which match member names exactly, and needs
+// both to be non-empty strings. The error never quotes the answer: it holds
+// a key.
+func parseAnswer(body []byte) (rewrite.SigningKey, error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(body, &members); err != nil {
+		return rewrite.SigningKey{}, errors.New("the answer is not a JSON object")
+	}
+	var id, key string
+	if err := json.Unmarshal(members["KeyId"], &id); err != nil || id == "" {
+		return rewrite.SigningKey{}, errors.New("the answer has no KeyId string")
+	}
+	if err := json.Unmarshal(members["AccessKey"], &key); err != nil || key == "" {
+		return rewrite.SigningKey{}, errors.New("the answer has no AccessKey string")
+	}
+	return rewrite.SigningKey{ID: id, Secret: []byte(key)}, nil
+}
+
+// redactURLError drops user info and query from the URL a client error
+// names; the key URL has neither, but a proxy's might.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			u.User, u.RawQuery = nil, ""
+			return &url.Error{Op: ue.Op, URL: u.String(), Err: ue.Err}
+		}
+	}
+	return err
+}
