@@ -1,0 +1,146 @@
+package entratest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// signalRScope is the scope the SignalR SDK asks its credential for.
+const signalRScope = SignalRResource + "/.default"
+
+// noRetries keeps failing token requests from waiting out azcore's backoff.
+var noRetries = policy.RetryOptions{MaxRetries: -1}
+
+// clearAzureEnv unsets, for the test, every variable that steers azidentity's
+// choice of credential or source, so that the machine's environment cannot.
+// t.Setenv cannot unset, and an empty AZURE_CLIENT_ID still counts as set for
+// DefaultAzureCredential (azidentity default_azure_credential.go, LookupEnv).
+func clearAzureEnv(t *testing.T) {
+	t.Helper()
+	for _, k := range []string{
+		"AZURE_AUTHORITY_HOST", "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET",
+		"AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_FEDERATED_TOKEN_FILE",
+		"AZURE_USERNAME", "AZURE_PASSWORD", "AZURE_TOKEN_CREDENTIALS", "AZURE_ADDITIONALLY_ALLOWED_TENANTS",
+		"AZURE_REGIONAL_AUTHORITY_NAME", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "IDENTITY_SERVER_THUMBPRINT",
+		"MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT",
+	} {
+		t.Setenv(k, "") // registers the restore
+		os.Unsetenv(k)
+	}
+}
+
+func setenv(t *testing.T, env map[string]string) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+}
+
+// getToken asks cred for a SignalR token, as the SDK does.
+func getToken(t *testing.T, cred azcore.TokenCredential) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{signalRScope}})
+	return tok.Token, err
+}
+
+// accessKey is the key API's answer.
+type accessKey struct {
+	KeyID     string `json:"KeyId"`
+	AccessKey string `json:"AccessKey"`
+}
+
+// fetchKey calls the key API with token as the SDK does and returns the
+// status and, on 200, the key.
+func fetchKey(t *testing.T, serviceURL, token string) (int, accessKey) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, serviceURL+AccessKeyPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("calling the key API: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k accessKey
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(body, &k); err != nil {
+			t.Fatalf("key API body %q: %v", body, err)
+		}
+		if k.KeyID == "" || k.AccessKey == "" {
+			t.Fatalf("key API body %q lacks KeyId or AccessKey", body)
+		}
+	}
+	return resp.StatusCode, k
+}
+
+// signClientToken signs a client token for hub as the SDK does with a key
+// from the key API: HS256 keyed with the AccessKey's UTF-8 bytes, kid = KeyId.
+func signClientToken(t *testing.T, svc *Service, k accessKey, hub, userID string) string {
+	t.Helper()
+	now := time.Now()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"asrs.s.uid": userID,
+		"nbf":        now.Unix(),
+		"exp":        now.Add(time.Hour).Unix(),
+		"iat":        now.Unix(),
+		"aud":        svc.ClientAudience(hub),
+	})
+	tok.Header["kid"] = k.KeyID
+	s, err := tok.SignedString([]byte(k.AccessKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// useKey proves a token from cred opens the key API and the key it gets
+// signs client tokens the service accepts.
+func useKey(t *testing.T, svc *Service, cred azcore.TokenCredential) {
+	t.Helper()
+	token, err := getToken(t, cred)
+	if err != nil {
+		t.Fatalf("GetToken: %v", err)
+	}
+	code, k := fetchKey(t, svc.URL(), token)
+	if code != http.StatusOK {
+		t.Fatalf("key API status = %d, want 200", code)
+	}
+	claims, err := svc.VerifyClientToken(signClientToken(t, svc, k, "Chat", "alice"), "chat")
+	if err != nil {
+		t.Fatalf("VerifyClientToken: %v", err)
+	}
+	if claims["asrs.s.uid"] != "alice" {
+		t.Errorf("asrs.s.uid = %v, want alice", claims["asrs.s.uid"])
+	}
+}
+
+func ExampleService_ClientAudience() {
+	svc := NewService(NewIssuer())
+	defer svc.Close()
+	fmt.Println(svc.ClientAudience("Chat"))
+	// Output: http://127.0.0.1/client/?hub=chat
+}
+
+func azcoreRetry(retries int32, delay time.Duration) policy.RetryOptions {
+	return policy.RetryOptions{MaxRetries: retries, RetryDelay: delay, MaxRetryDelay: delay}
+}
