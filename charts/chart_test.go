@@ -216,6 +216,7 @@ func checkWorkload(t *testing.T, o objects, v chartutil.Values) {
 		t.Errorf("automountServiceAccountToken %v", pod.Spec.AutomountServiceAccountToken)
 	}
 
+	checkWorkloadIdentity(t, o, v)
 	checkExtras(t, o, d, sidecar, v)
 }
 
@@ -762,6 +763,7 @@ func TestChartSchemaRejectsBadValues(t *testing.T) {
 		{"negative grace period", "terminationGracePeriodSeconds: -1", "terminationGracePeriodSeconds"},
 		{"lifecycle as a list", "functions:\n  lifecycle: []", "lifecycle"},
 		{"negotiate path", "sidecar:\n  negotiatePaths: [api/negotiate]", "negotiatePaths"},
+		{"client id not a GUID", "azureWorkloadIdentity:\n  clientId: chat-identity", "clientId"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -804,6 +806,13 @@ func TestChartRefusesIncompleteValues(t *testing.T) {
 		{"grace period shorter than a native sidecar's shutdown", "nativeSidecar: true\nterminationGracePeriodSeconds: 20", kubeVersion,
 			"terminationGracePeriodSeconds 20 is shorter than the shutdown needs, 25s"},
 		{"native sidecar on 1.28", "nativeSidecar: true", "v1.28.9", "nativeSidecar needs Kubernetes 1.29 or later"},
+		{"workload identity without a client id", "azureWorkloadIdentity:\n  enabled: true", kubeVersion, "azureWorkloadIdentity.clientId is required"},
+		{"workload identity with a ServiceAccount of your own", "azureWorkloadIdentity:\n  enabled: true\nserviceAccount:\n  create: false\n  name: chat", kubeVersion,
+			"serviceAccount.create is false, so the chart cannot annotate ServiceAccount chat for workload identity: annotate it with azure.workload.identity/client-id and set azureWorkloadIdentity.serviceAccountAnnotated=true"},
+		{"client id for a ServiceAccount of your own", "azureWorkloadIdentity:\n  enabled: true\n  clientId: 22222222-2222-2222-2222-222222222222\n  serviceAccountAnnotated: true\nserviceAccount:\n  create: false", kubeVersion,
+			"with serviceAccount.create=false, annotate ServiceAccount default with azure.workload.identity/client-id yourself"},
+		{"two client ids", "azureWorkloadIdentity:\n  enabled: true\n  clientId: 22222222-2222-2222-2222-222222222222\nserviceAccount:\n  annotations:\n    azure.workload.identity/client-id: 44444444-4444-4444-4444-444444444444", kubeVersion,
+			"serviceAccount.annotations sets azure.workload.identity/client-id to 44444444-4444-4444-4444-444444444444, azureWorkloadIdentity to 22222222-2222-2222-2222-222222222222: keep one"},
 		{"autoscaling without target", "autoscaling:\n  enabled: true\n  targetCPUUtilizationPercentage: null", kubeVersion, "autoscaling needs"},
 	}
 	for _, tc := range cases {

@@ -65,6 +65,42 @@ Name of the ServiceAccount of the pods.
 {{- end }}
 
 {{/*
+Annotations of the ServiceAccount the chart creates: serviceAccount.annotations, and the identity of
+azureWorkloadIdentity, which the workload identity webhook reads when it admits a pod of this ServiceAccount.
+*/}}
+{{- define "negotiate-sidecar.serviceAccountAnnotations" -}}
+{{- $annotations := deepCopy (.Values.serviceAccount.annotations | default dict) }}
+{{- $wi := .Values.azureWorkloadIdentity }}
+{{- if $wi.enabled }}
+{{- with $wi.clientId }}
+{{- $_ := set $annotations "azure.workload.identity/client-id" . }}
+{{- end }}
+{{- with $wi.tenantId }}
+{{- $_ := set $annotations "azure.workload.identity/tenant-id" . }}
+{{- end }}
+{{- end }}
+{{- with $annotations }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels of the pods beyond the chart's own: podLabels, and with azureWorkloadIdentity the label the workload
+identity webhook selects pods by. The webhook adds the token volume, its mount and the AZURE_* variables to
+every container of the pod, init containers too, unless the pod's azure.workload.identity/skip-containers
+annotation names it: the app and the sidecar both sign in as the identity.
+*/}}
+{{- define "negotiate-sidecar.podLabels" -}}
+{{- $labels := deepCopy (.Values.podLabels | default dict) }}
+{{- if .Values.azureWorkloadIdentity.enabled }}
+{{- $_ := set $labels "azure.workload.identity/use" "true" }}
+{{- end }}
+{{- with $labels }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
 Name of the Secret holding the connection string: the existing one, or the one the chart creates.
 */}}
 {{- define "negotiate-sidecar.secretName" -}}
@@ -184,6 +220,7 @@ Checks of values that the schema cannot express. They fail the rendering with a 
 {{- if and $v.auth.issuer (not $v.auth.audiences) }}
 {{- fail "auth.audiences is required with auth.issuer: the aud values your callers' tokens carry" }}
 {{- end }}
+{{- include "negotiate-sidecar.validateWorkloadIdentity" . }}
 {{- if and (not $v.connectionString.existingSecret) (not $v.connectionString.value) }}
 {{- fail "set connectionString.existingSecret (the name of a Secret holding the Azure SignalR connection string) or connectionString.value" }}
 {{- end }}
@@ -195,6 +232,42 @@ Checks of values that the schema cannot express. They fail the rendering with a 
 {{- end }}
 {{- if or (eq (int $v.functions.port) (int $v.sidecar.port)) (eq (int $v.functions.port) (int $v.sidecar.adminPort)) }}
 {{- fail (printf "functions.port %d is also a port of the sidecar, and the containers share the pod's network: change sidecar.port or sidecar.adminPort" (int $v.functions.port)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks of azureWorkloadIdentity. The webhook finds the identity only on the pod's ServiceAccount, so the chart
+must be able to annotate it, or be told that it carries the annotation already.
+*/}}
+{{- define "negotiate-sidecar.validateWorkloadIdentity" -}}
+{{- $v := .Values }}
+{{- $wi := $v.azureWorkloadIdentity }}
+{{- if $wi.enabled }}
+{{- $clientIdKey := "azure.workload.identity/client-id" }}
+{{- $tenantIdKey := "azure.workload.identity/tenant-id" }}
+{{- if not $v.workload.enabled }}
+{{- fail (printf "azureWorkloadIdentity.enabled needs the chart's workload (workload.enabled=true); with your own pod template, label it azure.workload.identity/use: \"true\" and annotate its ServiceAccount with %s" $clientIdKey) }}
+{{- end }}
+{{- $sa := include "negotiate-sidecar.serviceAccountName" . }}
+{{- if $v.serviceAccount.create }}
+{{- $annotations := $v.serviceAccount.annotations | default dict }}
+{{- if not (or $wi.clientId (get $annotations $clientIdKey)) }}
+{{- fail "azureWorkloadIdentity.clientId is required: the client id of the managed identity (or app registration) whose federated credential trusts this ServiceAccount" }}
+{{- end }}
+{{- range $key, $value := dict $clientIdKey $wi.clientId $tenantIdKey $wi.tenantId }}
+{{- $other := get $annotations $key }}
+{{- if and $value $other (ne $value $other) }}
+{{- fail (printf "serviceAccount.annotations sets %s to %s, azureWorkloadIdentity to %s: keep one" $key $other $value) }}
+{{- end }}
+{{- end }}
+{{- else }}
+{{- if or $wi.clientId $wi.tenantId }}
+{{- fail (printf "azureWorkloadIdentity.clientId and tenantId annotate a ServiceAccount the chart creates; with serviceAccount.create=false, annotate ServiceAccount %s with %s yourself, leave them empty and set azureWorkloadIdentity.serviceAccountAnnotated=true" $sa $clientIdKey) }}
+{{- end }}
+{{- if not $wi.serviceAccountAnnotated }}
+{{- fail (printf "serviceAccount.create is false, so the chart cannot annotate ServiceAccount %s for workload identity: annotate it with %s and set azureWorkloadIdentity.serviceAccountAnnotated=true, or set serviceAccount.create=true and azureWorkloadIdentity.clientId" $sa $clientIdKey) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -294,8 +367,9 @@ The environment variable that gives the app container the same connection string
 {{- end }}
 
 {{/*
-Pod annotations that change when the sidecar's configuration file or the created Secret changes, so that
-an upgrade restarts the pods; nothing when neither is rendered.
+Pod annotations that change when the sidecar's configuration file, the created Secret or the workload
+identity annotations of the ServiceAccount change, so that an upgrade restarts the pods; nothing when none is
+rendered.
 */}}
 {{- define "negotiate-sidecar.podAnnotations" -}}
 {{- $annotations := dict }}
@@ -304,6 +378,10 @@ an upgrade restarts the pods; nothing when neither is rendered.
 {{- end }}
 {{- if and (not .Values.connectionString.existingSecret) .Values.connectionString.value }}
 {{- $_ := set $annotations "checksum/negotiate-sidecar-secret" (.Values.connectionString.value | sha256sum) }}
+{{- end }}
+{{- /* The webhook reads the ServiceAccount only when it admits a pod. */}}
+{{- if and .Values.azureWorkloadIdentity.enabled .Values.serviceAccount.create }}
+{{- $_ := set $annotations "checksum/negotiate-sidecar-workload-identity" (include "negotiate-sidecar.serviceAccountAnnotations" . | sha256sum) }}
 {{- end }}
 {{- with $annotations }}
 {{- toYaml . }}
