@@ -101,6 +101,17 @@ annotation names it: the app and the sidecar both sign in as the identity.
 {{- end }}
 
 {{/*
+"true" when the chart creates the Secret holding the connection string: no existing Secret, no identity-based
+settings, and connectionString.inSecret not false.
+*/}}
+{{- define "negotiate-sidecar.createsSecret" -}}
+{{- $cs := .Values.connectionString }}
+{{- if not (or $cs.existingSecret $cs.identity (eq $cs.inSecret false)) -}}
+true
+{{- end }}
+{{- end }}
+
+{{/*
 Name of the Secret holding the connection string: the existing one, or the one the chart creates.
 */}}
 {{- define "negotiate-sidecar.secretName" -}}
@@ -221,9 +232,7 @@ Checks of values that the schema cannot express. They fail the rendering with a 
 {{- fail "auth.audiences is required with auth.issuer: the aud values your callers' tokens carry" }}
 {{- end }}
 {{- include "negotiate-sidecar.validateWorkloadIdentity" . }}
-{{- if and (not $v.connectionString.existingSecret) (not $v.connectionString.value) }}
-{{- fail "set connectionString.existingSecret (the name of a Secret holding the Azure SignalR connection string) or connectionString.value" }}
-{{- end }}
+{{- include "negotiate-sidecar.validateConnection" . }}
 {{- if and $v.sidecar.shutdownTimeout (regexMatch "^(0+(\\.0+)?(ns|us|µs|ms|s|m|h))+$" $v.sidecar.shutdownTimeout) }}
 {{- fail "sidecar.shutdownTimeout must be positive: it is how long in-flight requests may take to finish" }}
 {{- end }}
@@ -232,6 +241,31 @@ Checks of values that the schema cannot express. They fail the rendering with a 
 {{- end }}
 {{- if or (eq (int $v.functions.port) (int $v.sidecar.port)) (eq (int $v.functions.port) (int $v.sidecar.adminPort)) }}
 {{- fail (printf "functions.port %d is also a port of the sidecar, and the containers share the pod's network: change sidecar.port or sidecar.adminPort" (int $v.functions.port)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks of connectionString: one way to connect, and no secret outside a Secret.
+*/}}
+{{- define "negotiate-sidecar.validateConnection" -}}
+{{- $cs := .Values.connectionString }}
+{{- if $cs.identity }}
+{{- if or $cs.existingSecret $cs.value }}
+{{- fail "set connectionString.identity or a connection string (connectionString.existingSecret or connectionString.value), not both: the Functions host reads one and ignores the other" }}
+{{- end }}
+{{- if not $cs.identity.serviceUri }}
+{{- fail "connectionString.identity.serviceUri is required: the endpoint of your Azure SignalR Service, such as https://<name>.service.signalr.net" }}
+{{- end }}
+{{- else if and (not $cs.existingSecret) (not $cs.value) }}
+{{- fail "set connectionString.existingSecret (the name of a Secret holding the Azure SignalR connection string), connectionString.value, or connectionString.identity (identity-based settings)" }}
+{{- end }}
+{{- if eq $cs.inSecret false }}
+{{- if $cs.existingSecret }}
+{{- fail "connectionString.inSecret is false, but connectionString.existingSecret names a Secret: leave one of them" }}
+{{- end }}
+{{- if regexMatch "(?i)(^|;)\\s*(AccessKey|ClientSecret)\\s*=" $cs.value }}
+{{- fail "connectionString.value holds an AccessKey or a ClientSecret: keep it in a Secret (connectionString.inSecret: true, or connectionString.existingSecret)" }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -291,11 +325,7 @@ volumes and "negotiate-sidecar.connectionStringEnv" in the app container's env.
   args:
     {{- include "negotiate-sidecar.args" . | nindent 4 }}
   env:
-    - name: {{ if eq .Values.sidecar.service "webpubsub" }}WebPubSubConnectionString{{ else }}AzureSignalRConnectionString{{ end }}
-      valueFrom:
-        secretKeyRef:
-          name: {{ include "negotiate-sidecar.secretName" . }}
-          key: {{ .Values.connectionString.key }}
+    {{- include "negotiate-sidecar.connectionEnvNamed" (list . (ternary "WebPubSubConnectionString" "AzureSignalRConnectionString" (eq .Values.sidecar.service "webpubsub"))) | nindent 4 }}
     {{- with .Values.sidecar.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -356,14 +386,46 @@ The pod volumes the sidecar container needs, as list items; nothing when it need
 {{- end }}
 
 {{/*
-The environment variable that gives the app container the same connection string, as a list item.
+The environment variables that give the app container the same connection as the sidecar, as list items:
+the connection string under connectionString.appSetting, or the identity-based settings under
+<appSetting>__<key>.
 */}}
 {{- define "negotiate-sidecar.connectionStringEnv" -}}
-- name: {{ .Values.connectionString.appSetting }}
+{{- include "negotiate-sidecar.connectionEnvNamed" (list . .Values.connectionString.appSetting) }}
+{{- end }}
+
+{{/*
+The connection as environment variables named after a setting, as list items. Called with (list <context>
+<setting name>). Identity-based settings are <name>__<key>, as the Functions host reads a configuration
+section from the environment, in a fixed order; a connection string is <name>, from the Secret or, with
+connectionString.inSecret false, as it is.
+*/}}
+{{- define "negotiate-sidecar.connectionEnvNamed" -}}
+{{- $ := index . 0 }}
+{{- $name := index . 1 }}
+{{- $cs := $.Values.connectionString }}
+{{- if $cs.identity }}
+{{- range $key := list "serviceUri" "credential" "clientId" "tenantId" "clientSecret" "serverEndpoint" "clientEndpoint" }}
+{{- $setting := get $cs.identity $key }}
+{{- if kindIs "map" $setting }}
+- name: {{ printf "%s__%s" $name $key }}
+  valueFrom:
+    {{- toYaml $setting | nindent 4 }}
+{{- else if $setting }}
+- name: {{ printf "%s__%s" $name $key }}
+  value: {{ $setting | quote }}
+{{- end }}
+{{- end }}
+{{- else if eq $cs.inSecret false }}
+- name: {{ $name }}
+  value: {{ $cs.value | quote }}
+{{- else }}
+- name: {{ $name }}
   valueFrom:
     secretKeyRef:
-      name: {{ include "negotiate-sidecar.secretName" . }}
-      key: {{ .Values.connectionString.key }}
+      name: {{ include "negotiate-sidecar.secretName" $ }}
+      key: {{ $cs.key }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -376,7 +438,7 @@ rendered.
 {{- if .Values.config }}
 {{- $_ := set $annotations "checksum/negotiate-sidecar-config" (toYaml .Values.config | sha256sum) }}
 {{- end }}
-{{- if and (not .Values.connectionString.existingSecret) .Values.connectionString.value }}
+{{- if include "negotiate-sidecar.createsSecret" . }}
 {{- $_ := set $annotations "checksum/negotiate-sidecar-secret" (.Values.connectionString.value | sha256sum) }}
 {{- end }}
 {{- /* The webhook reads the ServiceAccount only when it admits a pod. */}}
