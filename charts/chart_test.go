@@ -159,7 +159,7 @@ func checkWorkload(t *testing.T, o objects, v chartutil.Values) {
 	}
 	app := findContainer(t, pod.Spec.Containers, str(t, v, "functions.name"))
 	checkSidecar(t, pod.Spec, sidecar, v)
-	checkSharedSecret(t, sidecar, app, v)
+	checkSharedConnection(t, sidecar, app, v)
 	checkShutdown(t, pod.Spec, sidecar, app, v)
 	if psc := pod.Spec.SecurityContext; psc == nil || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		t.Errorf("pod seccomp profile is not RuntimeDefault: %+v", psc)
@@ -216,6 +216,7 @@ func checkWorkload(t *testing.T, o objects, v chartutil.Values) {
 		t.Errorf("automountServiceAccountToken %v", pod.Spec.AutomountServiceAccountToken)
 	}
 
+	checkWorkloadIdentity(t, o, v)
 	checkExtras(t, o, d, sidecar, v)
 }
 
@@ -329,42 +330,76 @@ func checkSidecar(t *testing.T, pod corev1.PodSpec, c *corev1.Container, v chart
 	}
 }
 
-// checkSharedSecret checks that both containers read the connection string from the same Secret key: the
-// sidecar as AzureSignalRConnectionString (WebPubSubConnectionString for Web PubSub), the app under its own
-// setting name.
-func checkSharedSecret(t *testing.T, sidecar, app *corev1.Container, v chartutil.Values) {
-	secret, key := secretName(t, v), str(t, v, "connectionString.key")
-	sidecarEnv := "AzureSignalRConnectionString"
+// checkSharedConnection checks that both containers get the same connection: the sidecar under the name it
+// reads, AzureSignalRConnectionString (WebPubSubConnectionString for Web PubSub), the app under its own setting
+// name. That is the connection string from the same Secret key, or as it is with connectionString.inSecret
+// false, or each identity-based setting as <name>__<key>.
+func checkSharedConnection(t *testing.T, sidecar, app *corev1.Container, v chartutil.Values) {
+	sidecarName := "AzureSignalRConnectionString"
 	if str(t, v, "sidecar.service") == "webpubsub" {
-		sidecarEnv = "WebPubSubConnectionString"
+		sidecarName = "WebPubSubConnectionString"
 		if !slices.Contains(sidecar.Args, "--service=webpubsub") {
 			t.Errorf("sidecar args %q lack --service=webpubsub", sidecar.Args)
 		}
 	}
-	for _, c := range []struct {
+	containers := []struct {
 		container *corev1.Container
-		env       string
+		name      string
 	}{
-		{sidecar, sidecarEnv},
+		{sidecar, sidecarName},
 		{app, str(t, v, "connectionString.appSetting")},
-	} {
-		e := findEnv(c.container, c.env)
-		if e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
-			t.Errorf("container %s has no %s from a Secret: %+v", c.container.Name, c.env, e)
-			continue
+	}
+	identity, _ := value(t, v, "connectionString.identity").(map[string]any)
+	if len(identity) > 0 {
+		for _, c := range containers {
+			if e := findEnv(c.container, c.name); e != nil {
+				t.Errorf("container %s has %s as well as the identity-based settings", c.container.Name, c.name)
+			}
+			for key, want := range identity {
+				e := findEnv(c.container, c.name+"__"+key)
+				switch want := want.(type) {
+				case string:
+					if e == nil || e.Value != want || e.ValueFrom != nil {
+						t.Errorf("container %s has %s__%s %+v, want %q", c.container.Name, c.name, key, e, want)
+					}
+				case map[string]any:
+					ref, _ := want["secretKeyRef"].(map[string]any)
+					if e == nil || e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil ||
+						e.ValueFrom.SecretKeyRef.Name != ref["name"] || e.ValueFrom.SecretKeyRef.Key != ref["key"] {
+						t.Errorf("container %s has %s__%s %+v, want it from Secret %v", c.container.Name, c.name, key, e, ref)
+					}
+				default:
+					t.Fatalf("connectionString.identity.%s is %T", key, want)
+				}
+			}
 		}
-		ref := e.ValueFrom.SecretKeyRef
-		if ref.Name != secret || ref.Key != key {
-			t.Errorf("container %s reads %s from Secret %s key %s, want %s key %s", c.container.Name, c.env, ref.Name, ref.Key, secret, key)
+		return
+	}
+	secret, key := secretName(t, v), str(t, v, "connectionString.key")
+	plain := value(t, v, "connectionString.inSecret") == false
+	for _, c := range containers {
+		e := findEnv(c.container, c.name)
+		switch {
+		case plain:
+			if e == nil || e.ValueFrom != nil || e.Value != str(t, v, "connectionString.value") {
+				t.Errorf("container %s has %s %+v, want connectionString.value as it is", c.container.Name, c.name, e)
+			}
+		case e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil:
+			t.Errorf("container %s has no %s from a Secret: %+v", c.container.Name, c.name, e)
+		case e.ValueFrom.SecretKeyRef.Name != secret || e.ValueFrom.SecretKeyRef.Key != key:
+			ref := e.ValueFrom.SecretKeyRef
+			t.Errorf("container %s reads %s from Secret %s key %s, want %s key %s", c.container.Name, c.name, ref.Name, ref.Key, secret, key)
 		}
 	}
 }
 
-// checkSecret checks the Secret the chart creates, or that it creates none for an existing one.
+// checkSecret checks the Secret the chart creates, or that it creates none for an existing one, for
+// identity-based settings or for a connection string kept out of a Secret.
 func checkSecret(t *testing.T, o objects, v chartutil.Values) {
-	if existing := str(t, v, "connectionString.existingSecret"); existing != "" {
+	identity, _ := value(t, v, "connectionString.identity").(map[string]any)
+	if str(t, v, "connectionString.existingSecret") != "" || len(identity) > 0 || value(t, v, "connectionString.inSecret") == false {
 		if len(o.secrets) != 0 {
-			t.Errorf("a Secret is rendered although connectionString.existingSecret is %s", existing)
+			t.Errorf("a Secret is rendered although the connection needs none: %v", value(t, v, "connectionString"))
 		}
 		return
 	}
@@ -762,6 +797,11 @@ func TestChartSchemaRejectsBadValues(t *testing.T) {
 		{"negative grace period", "terminationGracePeriodSeconds: -1", "terminationGracePeriodSeconds"},
 		{"lifecycle as a list", "functions:\n  lifecycle: []", "lifecycle"},
 		{"negotiate path", "sidecar:\n  negotiatePaths: [api/negotiate]", "negotiatePaths"},
+		{"client secret as it is", "connectionString:\n  identity:\n    clientSecret: not-a-real-secret", "clientSecret"},
+		{"credential", "connectionString:\n  identity:\n    credential: ManagedIdentityCredential", "credential"},
+		{"misspelt identity setting", "connectionString:\n  identity:\n    serviceURI: https://example.service.signalr.net", "serviceURI"},
+		{"service URI with a path", "connectionString:\n  identity:\n    serviceUri: https://example.service.signalr.net/api", "serviceUri"},
+		{"client id not a GUID", "azureWorkloadIdentity:\n  clientId: chat-identity", "clientId"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -804,6 +844,23 @@ func TestChartRefusesIncompleteValues(t *testing.T) {
 		{"grace period shorter than a native sidecar's shutdown", "nativeSidecar: true\nterminationGracePeriodSeconds: 20", kubeVersion,
 			"terminationGracePeriodSeconds 20 is shorter than the shutdown needs, 25s"},
 		{"native sidecar on 1.28", "nativeSidecar: true", "v1.28.9", "nativeSidecar needs Kubernetes 1.29 or later"},
+		{"identity and a connection string", "connectionString:\n  identity:\n    serviceUri: https://example.service.signalr.net", kubeVersion,
+			"set connectionString.identity or a connection string (connectionString.existingSecret or connectionString.value), not both"},
+		{"identity without a service URI", "connectionString:\n  value: \"\"\n  identity:\n    credential: workloadidentity", kubeVersion,
+			"connectionString.identity.serviceUri is required"},
+		{"access key out of a Secret", "connectionString:\n  inSecret: false", kubeVersion,
+			"connectionString.value holds an AccessKey or a ClientSecret: keep it in a Secret"},
+		{"client secret out of a Secret", "connectionString:\n  inSecret: false\n  value: Endpoint=https://example.service.signalr.net;AuthType=azure.app;ClientId=c;TenantId=t;clientsecret=x;Version=1.0;", kubeVersion,
+			"connectionString.value holds an AccessKey or a ClientSecret"},
+		{"existing Secret out of a Secret", "connectionString:\n  inSecret: false\n  value: \"\"\n  existingSecret: chat", kubeVersion,
+			"connectionString.inSecret is false, but connectionString.existingSecret names a Secret"},
+		{"workload identity without a client id", "azureWorkloadIdentity:\n  enabled: true", kubeVersion, "azureWorkloadIdentity.clientId is required"},
+		{"workload identity with a ServiceAccount of your own", "azureWorkloadIdentity:\n  enabled: true\nserviceAccount:\n  create: false\n  name: chat", kubeVersion,
+			"serviceAccount.create is false, so the chart cannot annotate ServiceAccount chat for workload identity: annotate it with azure.workload.identity/client-id and set azureWorkloadIdentity.serviceAccountAnnotated=true"},
+		{"client id for a ServiceAccount of your own", "azureWorkloadIdentity:\n  enabled: true\n  clientId: 22222222-2222-2222-2222-222222222222\n  serviceAccountAnnotated: true\nserviceAccount:\n  create: false", kubeVersion,
+			"with serviceAccount.create=false, annotate ServiceAccount default with azure.workload.identity/client-id yourself"},
+		{"two client ids", "azureWorkloadIdentity:\n  enabled: true\n  clientId: 22222222-2222-2222-2222-222222222222\nserviceAccount:\n  annotations:\n    azure.workload.identity/client-id: 44444444-4444-4444-4444-444444444444", kubeVersion,
+			"serviceAccount.annotations sets azure.workload.identity/client-id to 44444444-4444-4444-4444-444444444444, azureWorkloadIdentity to 22222222-2222-2222-2222-222222222222: keep one"},
 		{"autoscaling without target", "autoscaling:\n  enabled: true\n  targetCPUUtilizationPercentage: null", kubeVersion, "autoscaling needs"},
 	}
 	for _, tc := range cases {
@@ -869,7 +926,7 @@ func TestChartIncludedByParent(t *testing.T) {
 			}
 			checkSidecar(t, pod.Spec, c, v)
 			app := findContainer(t, pod.Spec.Containers, "chat")
-			checkSharedSecret(t, c, app, v)
+			checkSharedConnection(t, c, app, v)
 			checkShutdown(t, pod.Spec, c, app, v)
 			checkConfigMap(t, o, v)
 			cm := o.configMaps[0]

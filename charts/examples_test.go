@@ -5,13 +5,17 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -275,5 +279,74 @@ func TestChartReadmeValuesExamples(t *testing.T) {
 	}
 	if tested < 2 {
 		t.Errorf("%d values examples found in the README, want at least 2", tested)
+	}
+}
+
+// workloadIdentityDir is the example of the chart's workload connected with AKS workload identity.
+var workloadIdentityDir = filepath.Join("examples", "workload-identity")
+
+// TestWorkloadIdentityExample renders the chart with the example's values as its README installs them, and
+// checks what the setup relies on: the webhook's label and annotation, the identity-based settings in both
+// containers, no Secret, the NetworkPolicy, and a README whose federated credential names the ServiceAccount
+// the chart creates.
+func TestWorkloadIdentityExample(t *testing.T) {
+	const clientID = "22222222-2222-2222-2222-222222222222"
+	values := readValues(t, filepath.Join(workloadIdentityDir, "values.yaml"))
+	kv, err := chartutil.ParseKubeVersion(kubeVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range lint.AllWithKubeVersion(chartDir, values, namespace, kv).Messages {
+		if m.Severity != support.InfoSev || !strings.Contains(m.Err.Error(), "icon is recommended") {
+			t.Errorf("lint: %s", m.Error())
+		}
+	}
+	// As the README's helm command sets it.
+	values = overlay(values, map[string]any{"azureWorkloadIdentity": map[string]any{"clientId": clientID}})
+	r := mustRender(t, chartDir, values)
+	o := decode(t, r.manifests)
+	v := r.chartValues(t, "")
+	want := map[string]int{"Deployment": 1, "Service": 1, "ServiceAccount": 1, "NetworkPolicy": 1}
+	if !maps.Equal(o.kinds, want) {
+		t.Errorf("rendered kinds %v, want %v", o.kinds, want)
+	}
+	checkWorkload(t, o, v) // the label, the annotations and the same connection in both containers
+
+	pod := o.deployments[0].Spec.Template
+	sa := o.serviceAccounts[0]
+	if pod.Labels[workloadIdentityLabel] != "true" || sa.Annotations[workloadIdentityClientID] != clientID {
+		t.Errorf("pod labels %v, ServiceAccount annotations %v: the webhook would not give the pods the identity", pod.Labels, sa.Annotations)
+	}
+	if skip := pod.Annotations["azure.workload.identity/skip-containers"]; skip != "" {
+		t.Errorf("the webhook skips containers %q, but both sign in", skip)
+	}
+	serviceURI := ""
+	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
+		name := "AzureSignalRConnectionString"
+		if cred := findEnv(&c, name+"__credential"); cred == nil || cred.Value != "workloadidentity" {
+			t.Errorf("container %s has %s__credential %+v, want workloadidentity", c.Name, name, cred)
+		}
+		if uri := findEnv(&c, name+"__serviceUri"); uri != nil {
+			serviceURI = uri.Value
+		}
+	}
+	if len(o.networkPolicies) != 1 {
+		t.Error("no NetworkPolicy: the sidecar trusts the app in its pod, so nothing else may reach the app")
+	}
+
+	readme := readFile(t, filepath.Join(workloadIdentityDir, "README.md"))
+	for _, want := range []string{
+		"SERVICE_ACCOUNT=" + sa.Name + "\n",
+		"SIGNALR=" + strings.TrimSuffix(strings.TrimPrefix(serviceURI, "https://"), ".service.signalr.net") + "\n",
+		`--subject "system:serviceaccount:${NAMESPACE}:${SERVICE_ACCOUNT}" --audiences api://AzureADTokenExchange`,
+		`--role "SignalR App Server"`,
+		"helm install chat ./charts/negotiate-sidecar --namespace \"$NAMESPACE\" \\\n  -f " +
+			filepath.ToSlash(filepath.Join("charts", workloadIdentityDir, "values.yaml")) +
+			` --set azureWorkloadIdentity.clientId="$CLIENT_ID"`,
+		"up to 30 minutes",
+	} {
+		if !strings.Contains(readme, want) {
+			t.Errorf("%s/README.md lacks %q", workloadIdentityDir, want)
+		}
 	}
 }

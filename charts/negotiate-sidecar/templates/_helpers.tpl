@@ -65,6 +65,53 @@ Name of the ServiceAccount of the pods.
 {{- end }}
 
 {{/*
+Annotations of the ServiceAccount the chart creates: serviceAccount.annotations, and the identity of
+azureWorkloadIdentity, which the workload identity webhook reads when it admits a pod of this ServiceAccount.
+*/}}
+{{- define "negotiate-sidecar.serviceAccountAnnotations" -}}
+{{- $annotations := deepCopy (.Values.serviceAccount.annotations | default dict) }}
+{{- $wi := .Values.azureWorkloadIdentity }}
+{{- if $wi.enabled }}
+{{- with $wi.clientId }}
+{{- $_ := set $annotations "azure.workload.identity/client-id" . }}
+{{- end }}
+{{- with $wi.tenantId }}
+{{- $_ := set $annotations "azure.workload.identity/tenant-id" . }}
+{{- end }}
+{{- end }}
+{{- with $annotations }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels of the pods beyond the chart's own: podLabels, and with azureWorkloadIdentity the label the workload
+identity webhook selects pods by. The webhook adds the token volume, its mount and the AZURE_* variables to
+every container of the pod, init containers too, unless the pod's azure.workload.identity/skip-containers
+annotation names it: the app and the sidecar both sign in as the identity.
+*/}}
+{{- define "negotiate-sidecar.podLabels" -}}
+{{- $labels := deepCopy (.Values.podLabels | default dict) }}
+{{- if .Values.azureWorkloadIdentity.enabled }}
+{{- $_ := set $labels "azure.workload.identity/use" "true" }}
+{{- end }}
+{{- with $labels }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when the chart creates the Secret holding the connection string: no existing Secret, no identity-based
+settings, and connectionString.inSecret not false.
+*/}}
+{{- define "negotiate-sidecar.createsSecret" -}}
+{{- $cs := .Values.connectionString }}
+{{- if not (or $cs.existingSecret $cs.identity (eq $cs.inSecret false)) -}}
+true
+{{- end }}
+{{- end }}
+
+{{/*
 Name of the Secret holding the connection string: the existing one, or the one the chart creates.
 */}}
 {{- define "negotiate-sidecar.secretName" -}}
@@ -184,9 +231,8 @@ Checks of values that the schema cannot express. They fail the rendering with a 
 {{- if and $v.auth.issuer (not $v.auth.audiences) }}
 {{- fail "auth.audiences is required with auth.issuer: the aud values your callers' tokens carry" }}
 {{- end }}
-{{- if and (not $v.connectionString.existingSecret) (not $v.connectionString.value) }}
-{{- fail "set connectionString.existingSecret (the name of a Secret holding the Azure SignalR connection string) or connectionString.value" }}
-{{- end }}
+{{- include "negotiate-sidecar.validateWorkloadIdentity" . }}
+{{- include "negotiate-sidecar.validateConnection" . }}
 {{- if and $v.sidecar.shutdownTimeout (regexMatch "^(0+(\\.0+)?(ns|us|µs|ms|s|m|h))+$" $v.sidecar.shutdownTimeout) }}
 {{- fail "sidecar.shutdownTimeout must be positive: it is how long in-flight requests may take to finish" }}
 {{- end }}
@@ -195,6 +241,67 @@ Checks of values that the schema cannot express. They fail the rendering with a 
 {{- end }}
 {{- if or (eq (int $v.functions.port) (int $v.sidecar.port)) (eq (int $v.functions.port) (int $v.sidecar.adminPort)) }}
 {{- fail (printf "functions.port %d is also a port of the sidecar, and the containers share the pod's network: change sidecar.port or sidecar.adminPort" (int $v.functions.port)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks of connectionString: one way to connect, and no secret outside a Secret.
+*/}}
+{{- define "negotiate-sidecar.validateConnection" -}}
+{{- $cs := .Values.connectionString }}
+{{- if $cs.identity }}
+{{- if or $cs.existingSecret $cs.value }}
+{{- fail "set connectionString.identity or a connection string (connectionString.existingSecret or connectionString.value), not both: the Functions host reads one and ignores the other" }}
+{{- end }}
+{{- if not $cs.identity.serviceUri }}
+{{- fail "connectionString.identity.serviceUri is required: the endpoint of your Azure SignalR Service, such as https://<name>.service.signalr.net" }}
+{{- end }}
+{{- else if and (not $cs.existingSecret) (not $cs.value) }}
+{{- fail "set connectionString.existingSecret (the name of a Secret holding the Azure SignalR connection string), connectionString.value, or connectionString.identity (identity-based settings)" }}
+{{- end }}
+{{- if eq $cs.inSecret false }}
+{{- if $cs.existingSecret }}
+{{- fail "connectionString.inSecret is false, but connectionString.existingSecret names a Secret: leave one of them" }}
+{{- end }}
+{{- if regexMatch "(?i)(^|;)\\s*(AccessKey|ClientSecret)\\s*=" $cs.value }}
+{{- fail "connectionString.value holds an AccessKey or a ClientSecret: keep it in a Secret (connectionString.inSecret: true, or connectionString.existingSecret)" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks of azureWorkloadIdentity. The webhook finds the identity only on the pod's ServiceAccount, so the chart
+must be able to annotate it, or be told that it carries the annotation already.
+*/}}
+{{- define "negotiate-sidecar.validateWorkloadIdentity" -}}
+{{- $v := .Values }}
+{{- $wi := $v.azureWorkloadIdentity }}
+{{- if $wi.enabled }}
+{{- $clientIdKey := "azure.workload.identity/client-id" }}
+{{- $tenantIdKey := "azure.workload.identity/tenant-id" }}
+{{- if not $v.workload.enabled }}
+{{- fail (printf "azureWorkloadIdentity.enabled needs the chart's workload (workload.enabled=true); with your own pod template, label it azure.workload.identity/use: \"true\" and annotate its ServiceAccount with %s" $clientIdKey) }}
+{{- end }}
+{{- $sa := include "negotiate-sidecar.serviceAccountName" . }}
+{{- if $v.serviceAccount.create }}
+{{- $annotations := $v.serviceAccount.annotations | default dict }}
+{{- if not (or $wi.clientId (get $annotations $clientIdKey)) }}
+{{- fail "azureWorkloadIdentity.clientId is required: the client id of the managed identity (or app registration) whose federated credential trusts this ServiceAccount" }}
+{{- end }}
+{{- range $key, $value := dict $clientIdKey $wi.clientId $tenantIdKey $wi.tenantId }}
+{{- $other := get $annotations $key }}
+{{- if and $value $other (ne $value $other) }}
+{{- fail (printf "serviceAccount.annotations sets %s to %s, azureWorkloadIdentity to %s: keep one" $key $other $value) }}
+{{- end }}
+{{- end }}
+{{- else }}
+{{- if or $wi.clientId $wi.tenantId }}
+{{- fail (printf "azureWorkloadIdentity.clientId and tenantId annotate a ServiceAccount the chart creates; with serviceAccount.create=false, annotate ServiceAccount %s with %s yourself, leave them empty and set azureWorkloadIdentity.serviceAccountAnnotated=true" $sa $clientIdKey) }}
+{{- end }}
+{{- if not $wi.serviceAccountAnnotated }}
+{{- fail (printf "serviceAccount.create is false, so the chart cannot annotate ServiceAccount %s for workload identity: annotate it with %s and set azureWorkloadIdentity.serviceAccountAnnotated=true, or set serviceAccount.create=true and azureWorkloadIdentity.clientId" $sa $clientIdKey) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -218,11 +325,7 @@ volumes and "negotiate-sidecar.connectionStringEnv" in the app container's env.
   args:
     {{- include "negotiate-sidecar.args" . | nindent 4 }}
   env:
-    - name: {{ if eq .Values.sidecar.service "webpubsub" }}WebPubSubConnectionString{{ else }}AzureSignalRConnectionString{{ end }}
-      valueFrom:
-        secretKeyRef:
-          name: {{ include "negotiate-sidecar.secretName" . }}
-          key: {{ .Values.connectionString.key }}
+    {{- include "negotiate-sidecar.connectionEnvNamed" (list . (ternary "WebPubSubConnectionString" "AzureSignalRConnectionString" (eq .Values.sidecar.service "webpubsub"))) | nindent 4 }}
     {{- with .Values.sidecar.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -283,27 +386,64 @@ The pod volumes the sidecar container needs, as list items; nothing when it need
 {{- end }}
 
 {{/*
-The environment variable that gives the app container the same connection string, as a list item.
+The environment variables that give the app container the same connection as the sidecar, as list items:
+the connection string under connectionString.appSetting, or the identity-based settings under
+<appSetting>__<key>.
 */}}
 {{- define "negotiate-sidecar.connectionStringEnv" -}}
-- name: {{ .Values.connectionString.appSetting }}
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "negotiate-sidecar.secretName" . }}
-      key: {{ .Values.connectionString.key }}
+{{- include "negotiate-sidecar.connectionEnvNamed" (list . .Values.connectionString.appSetting) }}
 {{- end }}
 
 {{/*
-Pod annotations that change when the sidecar's configuration file or the created Secret changes, so that
-an upgrade restarts the pods; nothing when neither is rendered.
+The connection as environment variables named after a setting, as list items. Called with (list <context>
+<setting name>). Identity-based settings are <name>__<key>, as the Functions host reads a configuration
+section from the environment, in a fixed order; a connection string is <name>, from the Secret or, with
+connectionString.inSecret false, as it is.
+*/}}
+{{- define "negotiate-sidecar.connectionEnvNamed" -}}
+{{- $ := index . 0 }}
+{{- $name := index . 1 }}
+{{- $cs := $.Values.connectionString }}
+{{- if $cs.identity }}
+{{- range $key := list "serviceUri" "credential" "clientId" "tenantId" "clientSecret" "serverEndpoint" "clientEndpoint" }}
+{{- $setting := get $cs.identity $key }}
+{{- if kindIs "map" $setting }}
+- name: {{ printf "%s__%s" $name $key }}
+  valueFrom:
+    {{- toYaml $setting | nindent 4 }}
+{{- else if $setting }}
+- name: {{ printf "%s__%s" $name $key }}
+  value: {{ $setting | quote }}
+{{- end }}
+{{- end }}
+{{- else if eq $cs.inSecret false }}
+- name: {{ $name }}
+  value: {{ $cs.value | quote }}
+{{- else }}
+- name: {{ $name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "negotiate-sidecar.secretName" $ }}
+      key: {{ $cs.key }}
+{{- end }}
+{{- end }}
+
+{{/*
+Pod annotations that change when the sidecar's configuration file, the created Secret or the workload
+identity annotations of the ServiceAccount change, so that an upgrade restarts the pods; nothing when none is
+rendered.
 */}}
 {{- define "negotiate-sidecar.podAnnotations" -}}
 {{- $annotations := dict }}
 {{- if .Values.config }}
 {{- $_ := set $annotations "checksum/negotiate-sidecar-config" (toYaml .Values.config | sha256sum) }}
 {{- end }}
-{{- if and (not .Values.connectionString.existingSecret) .Values.connectionString.value }}
+{{- if include "negotiate-sidecar.createsSecret" . }}
 {{- $_ := set $annotations "checksum/negotiate-sidecar-secret" (.Values.connectionString.value | sha256sum) }}
+{{- end }}
+{{- /* The webhook reads the ServiceAccount only when it admits a pod. */}}
+{{- if and .Values.azureWorkloadIdentity.enabled .Values.serviceAccount.create }}
+{{- $_ := set $annotations "checksum/negotiate-sidecar-workload-identity" (include "negotiate-sidecar.serviceAccountAnnotations" . | sha256sum) }}
 {{- end }}
 {{- with $annotations }}
 {{- toYaml . }}
