@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"testing"
 	"time"
 
@@ -20,31 +19,6 @@ const signalRScope = SignalRResource + "/.default"
 
 // noRetries keeps failing token requests from waiting out azcore's backoff.
 var noRetries = policy.RetryOptions{MaxRetries: -1}
-
-// clearAzureEnv unsets, for the test, every variable that steers azidentity's
-// choice of credential or source, so that the machine's environment cannot.
-// t.Setenv cannot unset, and an empty AZURE_CLIENT_ID still counts as set for
-// DefaultAzureCredential (azidentity default_azure_credential.go, LookupEnv).
-func clearAzureEnv(t *testing.T) {
-	t.Helper()
-	for _, k := range []string{
-		"AZURE_AUTHORITY_HOST", "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET",
-		"AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_FEDERATED_TOKEN_FILE",
-		"AZURE_USERNAME", "AZURE_PASSWORD", "AZURE_TOKEN_CREDENTIALS", "AZURE_ADDITIONALLY_ALLOWED_TENANTS",
-		"AZURE_REGIONAL_AUTHORITY_NAME", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "IDENTITY_SERVER_THUMBPRINT",
-		"MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT",
-	} {
-		t.Setenv(k, "") // registers the restore
-		os.Unsetenv(k)
-	}
-}
-
-func setenv(t *testing.T, env map[string]string) {
-	t.Helper()
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-}
 
 // getToken asks cred for a SignalR token, as the SDK does.
 func getToken(t *testing.T, cred azcore.TokenCredential) (string, error) {

@@ -42,13 +42,13 @@ func TestManagedIdentityWithAzidentity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clearAzureEnv(t)
+			IsolateEnv(t)
 			mi := NewManagedIdentity(issuer, system, user)
 			defer mi.Close()
 			svc := NewService(issuer)
 			defer svc.Close()
 			svc.Grant(tt.want.ObjectID)
-			setenv(t, mi.Env())
+			Setenv(t, mi.Env())
 
 			cred, err := tt.cred(t)
 			if err != nil {
@@ -93,10 +93,10 @@ func TestManagedIdentityFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clearAzureEnv(t)
+			IsolateEnv(t)
 			mi := NewManagedIdentity(issuer, system)
 			defer mi.Close()
-			setenv(t, mi.Env())
+			Setenv(t, mi.Env())
 			tt.break_(t, mi)
 
 			opts := tt.opts
@@ -129,12 +129,12 @@ func TestManagedIdentityFailures(t *testing.T) {
 var retryFast = azcoreRetry(2, time.Millisecond)
 
 func TestManagedIdentityRecovers(t *testing.T) {
-	clearAzureEnv(t)
+	IsolateEnv(t)
 	issuer := NewIssuer()
 	system := NewIdentity("")
 	mi := NewManagedIdentity(issuer, system)
 	defer mi.Close()
-	setenv(t, mi.Env())
+	Setenv(t, mi.Env())
 	cred, err := azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{
 		ClientOptions: azcore.ClientOptions{Retry: noRetries},
 	})

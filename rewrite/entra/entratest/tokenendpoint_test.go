@@ -51,7 +51,7 @@ func TestTokenEndpointWithAzidentity(t *testing.T) {
 				ClientOptions: ep.ClientOptions(), DisableInstanceDiscovery: true})
 		}},
 		{"DefaultAzureCredential, secret in the environment", func(t *testing.T) (azcore.TokenCredential, error) {
-			setenv(t, map[string]string{"AZURE_AUTHORITY_HOST": ep.AuthorityHost(),
+			Setenv(t, map[string]string{"AZURE_AUTHORITY_HOST": ep.AuthorityHost(),
 				"AZURE_TENANT_ID": tenant, "AZURE_CLIENT_ID": client, "AZURE_CLIENT_SECRET": app.Secret})
 			return azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{
 				ClientOptions: azcore.ClientOptions{Transport: ep.Client()}, DisableInstanceDiscovery: true})
@@ -61,7 +61,7 @@ func TestTokenEndpointWithAzidentity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			setenv(t, map[string]string{"AZURE_AUTHORITY_HOST": ep.AuthorityHost(),
+			Setenv(t, map[string]string{"AZURE_AUTHORITY_HOST": ep.AuthorityHost(),
 				"AZURE_TENANT_ID": tenant, "AZURE_CLIENT_ID": client, "AZURE_CLIENT_CERTIFICATE_PATH": path})
 			return azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{
 				ClientOptions: azcore.ClientOptions{Transport: ep.Client()}, DisableInstanceDiscovery: true})
@@ -72,7 +72,7 @@ func TestTokenEndpointWithAzidentity(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The variables the AKS workload identity webhook sets.
-			setenv(t, map[string]string{"AZURE_AUTHORITY_HOST": ep.AuthorityHost(),
+			Setenv(t, map[string]string{"AZURE_AUTHORITY_HOST": ep.AuthorityHost(),
 				"AZURE_TENANT_ID": tenant, "AZURE_CLIENT_ID": client, "AZURE_FEDERATED_TOKEN_FILE": path,
 				"AZURE_TOKEN_CREDENTIALS": "prod"})
 			return azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{
@@ -81,7 +81,7 @@ func TestTokenEndpointWithAzidentity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clearAzureEnv(t)
+			IsolateEnv(t)
 			cred, err := tt.cred(t)
 			if err != nil {
 				t.Fatal(err)
@@ -149,7 +149,7 @@ func TestTokenEndpointRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clearAzureEnv(t)
+			IsolateEnv(t)
 			cred, err := tt.cred(t)
 			if err != nil {
 				t.Fatal(err)
