@@ -113,7 +113,7 @@ func TestChartMonitoring(t *testing.T) {
 			t.Errorf("no dashboard panel shows %s", m)
 		}
 	}
-	for _, a := range []string{"NegotiateSidecarNoKeys", "NegotiateSidecarKeysStale", "NegotiateSidecarKeyFetchFailing",
+	for _, a := range []string{"NegotiateSidecarNoKeys", "NegotiateSidecarKeysStale", "NegotiateSidecarKeyFetchFailing", "NegotiateSidecarEntraKeyStale",
 		"NegotiateSidecarRewriteFailures", "NegotiateSidecarUpstreamErrors", "NegotiateSidecarDenialSpike"} {
 		if !alerts[a] {
 			t.Errorf("no alert %s", a)
@@ -240,10 +240,24 @@ func scrapeSidecarMetrics(t *testing.T) map[string]bool {
 	}))
 	defer app.Close()
 
+	// A second endpoint, reached with Microsoft Entra ID, so that its key
+	// metrics are exported: an App Service style identity endpoint and the
+	// service's key API, as the sidecar calls them.
+	entra := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/identity" {
+			fmt.Fprintf(w, `{"access_token":"t","expires_on":"%d","resource":"https://signalr.azure.com","token_type":"Bearer"}`, time.Now().Add(time.Hour).Unix())
+			return
+		}
+		fmt.Fprint(w, `{"KeyId":"k","AccessKey":"bW9uaXRvcmluZy1lbnRyYS1rZXk="}`)
+	}))
+	defer entra.Close()
+
 	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--upstream", app.URL,
 		"--issuer", "https://idp.monitoring.test/", "--audience", "api://monitoring", "--jwks-url", idp.URL+"/keys",
 		"--shutdown-delay", "0s")
-	cmd.Env = []string{"AzureSignalRConnectionString=Endpoint=https://monitoring.service.signalr.net;AccessKey=" + accessKey + ";Version=1.0;"}
+	cmd.Env = []string{"AzureSignalRConnectionString=Endpoint=https://monitoring.service.signalr.net;AccessKey=" + accessKey + ";Version=1.0;",
+		"Azure__SignalR__Endpoints__entra=Endpoint=" + entra.URL + ";AuthType=azure.msi;Version=1.0;",
+		"IDENTITY_ENDPOINT=" + entra.URL + "/identity", "IDENTITY_HEADER=h"}
 	proxyURL, adminURL := startAndListen(t, cmd)
 
 	waitFor(t, adminURL+"/readyz", 200)
