@@ -193,7 +193,9 @@ func checkEntra(ctx context.Context, r *report, eps []rewrite.Endpoint, env envi
 			r.fail(subject, fmt.Sprintf("%s: %v", e.Entra.Source, err), "fix the identity settings; they must be those the app uses")
 			continue
 		}
-		src, err := entra.NewSource(entra.Config{Entra: e.Entra, Credential: cred, Description: desc, Client: &http.Client{Timeout: 30 * time.Second}})
+		// One attempt: the credential retries on its own, and a report
+		// should not keep its reader waiting for the SDK's schedule.
+		src, err := entra.NewSource(entra.Config{Entra: e.Entra, Credential: cred, Description: desc, Client: &http.Client{Timeout: 30 * time.Second}, Attempts: 1})
 		if err != nil {
 			r.fail(subject, err.Error(), "")
 			continue

@@ -53,6 +53,8 @@ type Config struct {
 	Now func() time.Time
 	// RetryDelay is the pause between a fetch's attempts; default 3s.
 	RetryDelay time.Duration
+	// Attempts is how many attempts a fetch makes; default 3, as the SDK.
+	Attempts int
 }
 
 // Source holds the sidecar's own temporary key for one endpoint and
@@ -96,6 +98,9 @@ func NewSource(cfg Config) (*Source, error) {
 	}
 	if cfg.RetryDelay == 0 {
 		cfg.RetryDelay = attemptDelay
+	}
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = attempts
 	}
 	return &Source{cfg: cfg, keyURL: keyURL, loaded: make(chan struct{})}, nil
 }
@@ -163,12 +168,12 @@ func (s *Source) Run(ctx context.Context) {
 	}
 }
 
-// Fetch gets a new key, in up to three attempts, and holds it. A failure
+// Fetch gets a new key, in up to Config.Attempts attempts, and holds it. A failure
 // leaves the key held before, which stays usable until KeyLifetime.
 func (s *Source) Fetch(ctx context.Context) (rewrite.SigningKey, error) {
 	var key rewrite.SigningKey
 	var err error
-	for i := range attempts {
+	for i := range s.cfg.Attempts {
 		if i > 0 {
 			select {
 			case <-ctx.Done():
