@@ -197,6 +197,17 @@ func newSource(t *testing.T, keyAPI string, cred azcore.TokenCredential, now fun
 	return src
 }
 
+// grantedService is a key API that gives keys to the identity of token.
+func grantedService(t *testing.T) (*entratest.Service, string) {
+	t.Helper()
+	issuer := entratest.NewIssuer()
+	id := entratest.NewIdentity("")
+	svc := entratest.NewService(issuer)
+	t.Cleanup(svc.Close)
+	svc.Grant(id.ObjectID)
+	return svc, issuer.Issue(id, entratest.SignalRResource, 3*time.Hour)
+}
+
 // TestFetchFailures covers what goes wrong between the sidecar and the
 // service, and that no failure leaks the key or the Entra token.
 func TestFetchFailures(t *testing.T) {
@@ -301,14 +312,10 @@ func TestFetchRefusesBadAnswers(t *testing.T) {
 // key replaces the old one, a failed refresh keeps the old one, and a key
 // over two hours old is no longer used.
 func TestKeyRefreshAndExpiry(t *testing.T) {
-	issuer := entratest.NewIssuer()
-	id := entratest.NewIdentity("")
-	svc := entratest.NewService(issuer)
-	defer svc.Close()
-	svc.Grant(id.ObjectID)
 	now := time.Now()
 	clock := func() time.Time { return now }
-	src := newSource(t, svc.URL(), &staticCredential{token: issuer.Issue(id, entratest.SignalRResource, 3*time.Hour)}, clock)
+	svc, token := grantedService(t)
+	src := newSource(t, svc.URL(), &staticCredential{token: token}, clock)
 
 	first, err := src.Fetch(context.Background())
 	if err != nil {
@@ -341,12 +348,8 @@ func TestKeyRefreshAndExpiry(t *testing.T) {
 }
 
 func TestRunFetchesAtOnceAndStops(t *testing.T) {
-	issuer := entratest.NewIssuer()
-	id := entratest.NewIdentity("")
-	svc := entratest.NewService(issuer)
-	defer svc.Close()
-	svc.Grant(id.ObjectID)
-	src := newSource(t, svc.URL(), &staticCredential{token: issuer.Issue(id, entratest.SignalRResource, time.Hour)}, nil)
+	svc, token := grantedService(t)
+	src := newSource(t, svc.URL(), &staticCredential{token: token}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); src.Run(ctx) }()
