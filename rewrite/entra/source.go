@@ -63,10 +63,14 @@ type Source struct {
 	cfg    Config
 	keyURL string
 
-	mu       sync.RWMutex
-	key      rewrite.SigningKey
-	fetched  time.Time // of the key held; zero while none
-	lastErr  error
+	mu      sync.RWMutex
+	key     rewrite.SigningKey
+	fetched time.Time // of the key held; zero while none
+	lastErr error
+	// tryErr is the error of the last failed attempt of the fetch under
+	// way: readiness shows it at once rather than after the last attempt,
+	// which can be minutes later.
+	tryErr   error
 	failures int
 	loaded   chan struct{} // closed when the first fetch ends, success or not
 	once     sync.Once
@@ -119,6 +123,9 @@ func (s *Source) SigningKey() (rewrite.SigningKey, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.fetched.IsZero() {
+		if s.tryErr != nil {
+			return rewrite.SigningKey{}, fmt.Errorf("no key yet, trying again: %w", s.tryErr)
+		}
 		if s.lastErr != nil {
 			return rewrite.SigningKey{}, fmt.Errorf("no key yet: %w", s.lastErr)
 		}
@@ -186,12 +193,18 @@ func (s *Source) Fetch(ctx context.Context) (rewrite.SigningKey, error) {
 		if err == nil || ctx.Err() != nil || errors.As(err, &ke) && !ke.retryable() {
 			break
 		}
+		if i < attempts-1 {
+			s.mu.Lock()
+			s.tryErr = err
+			s.mu.Unlock()
+		}
 	}
 	return key, s.record(key, err)
 }
 
 func (s *Source) record(key rewrite.SigningKey, err error) error {
 	s.mu.Lock()
+	s.tryErr = nil
 	if err == nil {
 		s.key, s.fetched, s.lastErr, s.failures = key, s.cfg.Now(), nil, 0
 	} else {

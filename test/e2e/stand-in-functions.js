@@ -9,30 +9,65 @@
 // port, which the url keeps), and carries asrs.s.uid only when the request
 // had the header.
 //
+// With an identity instead of an AccessKey (Microsoft Entra ID, as with a
+// connection string's AuthType=azure.msi or the identity-based settings) it
+// first gets a key of its own as the SDK does: an Entra token from its
+// managed identity endpoint, then GET {Endpoint}/api/v1/auth/accessKey with
+// it, answered with {"KeyId","AccessKey"} (Azure/azure-signalr,
+// src/Microsoft.Azure.SignalR.Common/Auth/MicrosoftEntra/MicrosoftEntraAccessKey.cs).
+// It signs with that AccessKey and writes its KeyId as the header's kid;
+// the body is otherwise the same.
+//
 // It records every request it receives, so a test can assert what the app saw.
 
 import http from "node:http";
-import { base64url, hs256, signalRAudience } from "./stand-in-service.js";
+import { getManagedIdentityToken } from "./stand-in-entra.js";
+import { ACCESS_KEY_PATH, base64url, hs256, signalRAudience } from "./stand-in-service.js";
 
 // The header the SignalR extension writes, byte for byte.
 export const TOKEN_HEADER_JSON = '{"alg":"HS256","typ":"JWT","kid":"-1895682698"}';
 
-export function mintServiceToken({ accessKey, audience, userId, now = Math.floor(Date.now() / 1000) }) {
+// The header for a temporary key: the same members, kid the key's KeyId
+// (Azure/azure-signalr, src/Microsoft.Azure.SignalR.Common/Auth/JwtHeader.cs).
+export const tokenHeaderJson = (kid) => `{"alg":"HS256","typ":"JWT","kid":${JSON.stringify(kid)}}`;
+
+// Gets a temporary key from the service's key API with a token from the
+// managed identity endpoint, as the SDK does: { keyId, accessKey }.
+export async function getTemporaryKey(serviceEndpoint, identity) {
+  const token = await getManagedIdentityToken(identity);
+  const res = await fetch(`${serviceEndpoint}${ACCESS_KEY_PATH}`, { headers: { Authorization: `Bearer ${token}` } });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`the key API answered ${res.status}`);
+  const { KeyId, AccessKey } = JSON.parse(text);
+  return { keyId: KeyId, accessKey: AccessKey };
+}
+
+export function mintServiceToken({ accessKey, kid, audience, userId, now = Math.floor(Date.now() / 1000) }) {
   const claims = {};
   if (userId !== undefined) claims["asrs.s.uid"] = userId;
   claims.nbf = now;
   claims.exp = now + 3600;
   claims.iat = now;
   claims.aud = audience;
-  const signingInput = `${base64url(TOKEN_HEADER_JSON)}.${base64url(JSON.stringify(claims))}`;
+  const header = kid === undefined ? TOKEN_HEADER_JSON : tokenHeaderJson(kid);
+  const signingInput = `${base64url(header)}.${base64url(JSON.stringify(claims))}`;
   return `${signingInput}.${hs256(signingInput, accessKey)}`;
 }
 
 // The binding's userId expression: {headers.x-ms-client-principal-id}.
 export const userIdFromPrincipalHeader = (headers) => headers["x-ms-client-principal-id"];
 
-export async function startFunctionsStandIn({ serviceEndpoint, accessKey }) {
+// Starts the app. It signs with accessKey, or, given identity ({ endpoint,
+// header, clientId? }: its IDENTITY_ENDPOINT, IDENTITY_HEADER and, for a
+// user-assigned identity, the client id its settings name), with a temporary
+// key it gets before it starts listening.
+export async function startFunctionsStandIn({ serviceEndpoint, accessKey, identity }) {
+  // { keyId, accessKey } in Entra mode; the kid is then the KeyId.
+  const temporaryKey = identity ? await getTemporaryKey(serviceEndpoint, identity) : undefined;
+  const signingKey = temporaryKey ? { accessKey: temporaryKey.accessKey, kid: temporaryKey.keyId } : { accessKey };
   const state = {
+    // The key the app got from the key API, in Entra mode.
+    temporaryKey,
     // Every request: { method, url, headers } (header names lowercased by Node).
     requests: [],
     // Every token handed out: { hub, url, accessToken }.
@@ -59,7 +94,7 @@ export async function startFunctionsStandIn({ serviceEndpoint, accessKey }) {
     const hub = (match[1] ?? "chat").toLowerCase();
     const url = `${serviceEndpoint}/client/?hub=${hub}`;
     const accessToken = mintServiceToken({
-      accessKey,
+      ...signingKey,
       audience: signalRAudience(serviceEndpoint, hub),
       userId: state.userIdFrom(req.headers),
     });

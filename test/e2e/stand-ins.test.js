@@ -6,6 +6,7 @@ import crypto from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { WebSocket } from "ws";
 import { connectAndWhoami } from "./hub-client.js";
+import { createEntraIssuer, newIdentity, SIGNALR_RESOURCE, startManagedIdentityStandIn } from "./stand-in-entra.js";
 import { SHAPES, startWebPubSubAppStandIn } from "./stand-in-webpubsub-app.js";
 import { startWebPubSubStandIn } from "./stand-in-webpubsub-service.js";
 import { connectAndWhoami as connectToPubSub } from "./webpubsub-client.js";
@@ -203,5 +204,141 @@ describe("Web PubSub stand-ins", () => {
     assert.equal(await connectToPubSub(() => `${base}?access_token=${good}`), "carol");
     const { sub: _sub, ...anonymous } = payload;
     assert.equal(await connectToPubSub(() => `${base}?access_token=${sign(anonymous)}`), null);
+  });
+});
+
+// ------------------------------------------------------- Microsoft Entra ID
+
+describe("Microsoft Entra ID stand-ins", () => {
+  const issuer = createEntraIssuer();
+  const system = newIdentity();
+  const userAssigned = newIdentity(system.tenantId);
+  const withoutRole = newIdentity(system.tenantId);
+  let identity;
+  let entraService;
+  let app;
+
+  before(async () => {
+    identity = await startManagedIdentityStandIn({ issuer, system, userAssigned: [userAssigned, withoutRole] });
+    entraService = await startServiceStandIn({ entraIssuer: issuer });
+    entraService.grant(system.objectId);
+    entraService.grant(userAssigned.objectId);
+    app = await startFunctionsStandIn({
+      serviceEndpoint: entraService.endpoint,
+      identity: { endpoint: identity.endpoint, header: identity.header },
+    });
+  });
+
+  after(async () => {
+    await app?.close();
+    await entraService?.close();
+    await identity?.close();
+  });
+
+  const msi = (query, headers = { "X-IDENTITY-HEADER": identity.header }) =>
+    fetch(`${identity.endpoint}?${query}`, { headers });
+  const keyApi = (headers = {}) => fetch(`${entraService.endpoint}/api/v1/auth/accessKey`, { headers });
+
+  test("the identity endpoint answers as App Service does, for each identity, and counts requests", async () => {
+    const before = identity.state.requests.length;
+    const resource = encodeURIComponent(SIGNALR_RESOURCE);
+    const res = await msi(`api-version=2019-08-01&resource=${resource}`);
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.deepEqual(Object.keys(body), ["access_token", "expires_on", "resource", "token_type", "client_id"]);
+    assert.match(body.expires_on, /^\d+$/);
+    assert.equal(body.token_type, "Bearer");
+    assert.equal(body.client_id, system.clientId);
+    assert.deepEqual(issuer.verify(body.access_token, SIGNALR_RESOURCE), system);
+
+    const user = await (await msi(`api-version=2019-08-01&resource=${resource}&client_id=${userAssigned.clientId}`)).json();
+    assert.deepEqual(issuer.verify(user.access_token, SIGNALR_RESOURCE), userAssigned);
+
+    const refused = {
+      "no header": msi(`api-version=2019-08-01&resource=${resource}`, {}),
+      "wrong header": msi(`api-version=2019-08-01&resource=${resource}`, { "X-IDENTITY-HEADER": "guess" }),
+      "old api-version": msi(`api-version=2017-09-01&resource=${resource}`),
+      "no resource": msi("api-version=2019-08-01"),
+      "unknown client id": msi(`api-version=2019-08-01&resource=${resource}&client_id=${crypto.randomUUID()}`),
+    };
+    for (const [name, pending] of Object.entries(refused)) {
+      const r = await pending;
+      assert.ok(r.status >= 400 && r.status < 500, `${name}: ${r.status}`);
+      await r.arrayBuffer();
+    }
+    identity.setDown(true);
+    try {
+      assert.equal((await msi(`api-version=2019-08-01&resource=${resource}`)).status, 500);
+    } finally {
+      identity.setDown(false);
+    }
+    assert.equal(identity.state.requests.length - before, 8);
+  });
+
+  test("the key API: 401 without a valid token, 403 without the role, else a fresh key per call", async () => {
+    const tokenFor = (id, resource = SIGNALR_RESOURCE) => `Bearer ${issuer.issue(id, resource)}`;
+    const stranger = createEntraIssuer();
+    const statuses = {};
+    const cases = {
+      "no token": {},
+      "another issuer": { Authorization: `Bearer ${stranger.issue(system, SIGNALR_RESOURCE)}` },
+      "another resource": { Authorization: tokenFor(system, "https://management.azure.com") },
+      "no role": { Authorization: tokenFor(withoutRole) },
+    };
+    for (const [name, headers] of Object.entries(cases)) {
+      const res = await keyApi(headers);
+      statuses[name] = res.status;
+      await res.arrayBuffer();
+    }
+    assert.deepEqual(statuses, { "no token": 401, "another issuer": 401, "another resource": 401, "no role": 403 });
+
+    const keys = [];
+    for (const id of [system, system, userAssigned]) {
+      const res = await keyApi({ Authorization: tokenFor(id) });
+      assert.equal(res.status, 200);
+      const body = await res.json();
+      assert.deepEqual(Object.keys(body), ["KeyId", "AccessKey"]);
+      keys.push(body);
+    }
+    assert.equal(new Set(keys.map((k) => k.KeyId)).size, 3, "a KeyId per call");
+    assert.equal(new Set(keys.map((k) => k.AccessKey)).size, 3, "a key per call");
+    assert.equal(entraService.state.keyRequests.at(-1).objectId, userAssigned.objectId);
+  });
+
+  test("the app gets its key with its identity and signs with it; the service finds the key by kid", async () => {
+    const { keyId, accessKey: appKey } = app.state.temporaryKey;
+    assert.equal(entraService.state.temporaryKey(keyId), appKey);
+    assert.equal(entraService.state.keyRequests[0].objectId, system.objectId, "the app's own call came first");
+
+    const res = await fetch(`${app.origin}/api/negotiate`, { method: "POST", headers: { "x-ms-client-principal-id": "bob" } });
+    const { url, accessToken } = JSON.parse(await res.text());
+    assert.equal(url, `${entraService.endpoint}/client/?hub=chat`);
+    const { headerSegment, payload } = decodeJwt(accessToken);
+    assert.equal(Buffer.from(headerSegment, "base64url").toString(), `{"alg":"HS256","typ":"JWT","kid":"${keyId}"}`);
+    assert.deepEqual(Object.keys(payload), ["asrs.s.uid", "nbf", "exp", "iat", "aud"]);
+    assert.equal(payload.aud, "http://127.0.0.1/client/?hub=chat");
+
+    // Refused: no access key to fall back on, so an unknown kid or a
+    // signature by another kid's key fails.
+    const audience = entraService.audience("chat");
+    const other = await (await keyApi({ Authorization: `Bearer ${issuer.issue(system, SIGNALR_RESOURCE)}` })).json();
+    const bad = {
+      "unknown kid": mintServiceToken({ accessKey: appKey, kid: crypto.randomUUID(), audience, userId: "bob" }),
+      "another kid's key": mintServiceToken({ accessKey: other.AccessKey, kid: keyId, audience, userId: "bob" }),
+      "the access-key kid": mintServiceToken({ accessKey: appKey, audience, userId: "bob" }),
+    };
+    for (const [name, token] of Object.entries(bad)) {
+      const r = await fetch(`${entraService.endpoint}/client/negotiate?hub=chat&negotiateVersion=1`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${token}` },
+      });
+      assert.equal(r.status, 401, name);
+      await r.arrayBuffer();
+    }
+    assert.match(entraService.state.rejected.at(-1).reason, /no key with kid/);
+
+    assert.equal(await connectAndWhoami(`${app.origin}/api`, { headers: { "x-ms-client-principal-id": "bob" } }), "bob");
+    const connect = entraService.state.accepted.at(-1);
+    assert.deepEqual(connect, { kind: "connect", hub: "chat", uid: "bob", kid: keyId, key: keyId });
   });
 });
