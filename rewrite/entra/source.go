@@ -193,7 +193,7 @@ func (s *Source) Fetch(ctx context.Context) (rewrite.SigningKey, error) {
 		if err == nil || ctx.Err() != nil || errors.As(err, &ke) && !ke.retryable() {
 			break
 		}
-		if i < attempts-1 {
+		if i < s.cfg.Attempts-1 {
 			s.mu.Lock()
 			s.tryErr = err
 			s.mu.Unlock()
