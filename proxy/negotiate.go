@@ -25,7 +25,7 @@ const (
 	OutcomeRewritten           = "rewritten"            // 2xx from upstream, token rewritten
 	OutcomePreflight           = "preflight"            // CORS preflight, forwarded without authentication
 	OutcomeUnauthenticated     = "unauthenticated"      // 401, never forwarded
-	OutcomeNotReady            = "not_ready"            // 503, no verification key loaded yet
+	OutcomeNotReady            = "not_ready"            // 503, no verification key loaded yet, or no key of the sidecar's own for a Microsoft Entra ID endpoint
 	OutcomeUpstreamStatus      = "upstream_status"      // non-2xx from upstream without a token, passed through
 	OutcomeRewriteFailed       = "rewrite_failed"       // 502, the upstream answer could not be rewritten or held a token it must not
 	OutcomeUpstreamUnreachable = "upstream_unreachable" // 502, no answer from upstream
@@ -283,6 +283,15 @@ func rewriteFailed(w http.ResponseWriter, r *http.Request, err error, o outcome)
 			// one, as for any expired token.
 			o.name = OutcomeUnauthenticated
 			writeUnauthorized(w, r, auth.ReasonExpired)
+			return o
+		}
+		if re.Reason == rewrite.ReasonNoKey {
+			// The sidecar has no key of its own for a Microsoft Entra ID
+			// endpoint yet: like keys of the identity provider not yet
+			// loaded, a wait the client can sit out.
+			o.name = OutcomeNotReady
+			w.Header().Set("Retry-After", "5")
+			writeProblem(w, r, http.StatusServiceUnavailable, "Not ready", "The sidecar holds no key for the service yet. Try again shortly.")
 			return o
 		}
 	}

@@ -141,8 +141,8 @@ func TestRunWithoutTheRole(t *testing.T) {
 		t.Fatalf("/readyz: %s", body)
 	}
 	code, nbody := negotiate(t, r.proxy+"/api/negotiate", idp.mint(t, "user-7"))
-	if code != http.StatusBadGateway || strings.Contains(nbody, "eyJ") {
-		t.Errorf("negotiate: %d %s; want 502 and no token", code, nbody)
+	if code != http.StatusServiceUnavailable || strings.Contains(nbody, "eyJ") {
+		t.Errorf("negotiate: %d %s; want 503 and no token", code, nbody)
 	}
 	// Access logs are buffered: wait for the line.
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end) && !strings.Contains(r.logs.String(), `"reason":"no_key"`); {
