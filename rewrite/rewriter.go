@@ -77,6 +77,11 @@ type Format struct {
 	// and say when that is. Empty when the service has no such feature; New
 	// then refuses Options.CloseOnCallerExpiry.
 	CloseOnExpiryClaim, ExpiresOnClaim string
+	// EntraIssuesTokens: when the app reaches the service with Microsoft
+	// Entra ID, the service issues client tokens itself (Web PubSub), and
+	// an Endpoint needs an Issuer; otherwise the app signs them with a
+	// temporary key (SignalR), and an Endpoint needs a Source.
+	EntraIssuesTokens bool
 
 	// sdk holds how the service's SDKs read a connection string and build
 	// a client's aud and url; see ConnectionString.Key.
@@ -139,14 +144,15 @@ func SignalR() Format {
 // and, as it costs nothing, any webpubsub.* or asrs.* name.
 func WebPubSub() Format {
 	return Format{
-		Name:             "webpubsub",
-		UserClaim:        "sub",
-		TokenFields:      []string{"accessToken", "AccessToken", "token"},
-		URLField:         "url",
-		ClientURLFields:  []string{"url", "baseUrl"},
-		ReservedClaims:   []string{"role", "group", "iss", "sub", "aud", "exp", "nbf", "iat", "jti"},
-		ReservedPrefixes: []string{"asrs.", "webpubsub."},
-		sdk:              &webPubSubRules,
+		Name:              "webpubsub",
+		UserClaim:         "sub",
+		TokenFields:       []string{"accessToken", "AccessToken", "token"},
+		URLField:          "url",
+		ClientURLFields:   []string{"url", "baseUrl"},
+		ReservedClaims:    []string{"role", "group", "iss", "sub", "aud", "exp", "nbf", "iat", "jti"},
+		ReservedPrefixes:  []string{"asrs.", "webpubsub."},
+		EntraIssuesTokens: true,
+		sdk:               &webPubSubRules,
 	}
 }
 
