@@ -137,7 +137,11 @@ func (h *Handler) negotiate(w http.ResponseWriter, r *http.Request) outcome {
 		return o
 	}
 
-	resp, body, o2 := h.roundTrip(w, r)
+	// One deadline for the app's answer and, when the rewrite asks the
+	// service for a token, for that request too: the caller waits for both.
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.NegotiateTimeout)
+	defer cancel()
+	resp, body, o2 := h.roundTrip(ctx, w, r)
 	if o2.name != "" {
 		o2.user, o2.provider = o.user, o.provider
 		return o2
@@ -145,7 +149,7 @@ func (h *Handler) negotiate(w http.ResponseWriter, r *http.Request) outcome {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return h.passStatus(w, r, resp, body, o)
 	}
-	out, err := h.cfg.Rewriter.Rewrite(body, rewrite.Caller{UserID: id.UserID, Claims: id.Claims, Expiry: id.Expiry})
+	out, err := h.cfg.Rewriter.RewriteContext(ctx, body, rewrite.Caller{UserID: id.UserID, Claims: id.Claims, Expiry: id.Expiry})
 	if err != nil {
 		return rewriteFailed(w, r, err, o)
 	}
@@ -318,7 +322,9 @@ func (h *Handler) preflight(w http.ResponseWriter, r *http.Request) outcome {
 	r.Header.Del("Authorization")
 	h.leaveBodyUnread(w, r)
 	r.Body, r.ContentLength, r.TransferEncoding = http.NoBody, 0, nil
-	resp, body, o := h.roundTrip(w, r)
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.NegotiateTimeout)
+	defer cancel()
+	resp, body, o := h.roundTrip(ctx, w, r)
 	if o.name != "" {
 		return o
 	}
@@ -369,12 +375,10 @@ func (h *Handler) passStatus(w http.ResponseWriter, r *http.Request, resp *http.
 	return o
 }
 
-// roundTrip sends r to the app within the negotiate timeout and reads the
-// whole answer, bounded. When it fails it has answered the caller already
-// and returns the outcome; otherwise the outcome's name is empty.
-func (h *Handler) roundTrip(w http.ResponseWriter, r *http.Request) (*http.Response, []byte, outcome) {
-	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.NegotiateTimeout)
-	defer cancel()
+// roundTrip sends r to the app within ctx, the negotiate's deadline, and
+// reads the whole answer, bounded. When it fails it has answered the caller
+// already and returns the outcome; otherwise the outcome's name is empty.
+func (h *Handler) roundTrip(ctx context.Context, w http.ResponseWriter, r *http.Request) (*http.Response, []byte, outcome) {
 	out := r.Clone(ctx)
 	out.RequestURI = ""
 	out.Close = false

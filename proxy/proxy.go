@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -33,7 +34,9 @@ type Authenticator interface {
 // finds tokens that do not name one. *rewrite.Rewriter implements it; a new
 // token format slots in there.
 type Rewriter interface {
-	Rewrite(body []byte, caller rewrite.Caller) ([]byte, error)
+	// RewriteContext may ask the service for a token (Web PubSub with
+	// Microsoft Entra ID); ctx bounds that request.
+	RewriteContext(ctx context.Context, body []byte, caller rewrite.Caller) ([]byte, error)
 	// ForeignToken reports whether text holds a token that does not name
 	// userID (any token, when userID is empty).
 	ForeignToken(text []byte, userID string) bool

@@ -150,10 +150,12 @@ type Endpoint struct {
 	URL         string   // the Endpoint, for logs
 	Keys        []EndpointKey
 	// Entra is set, and Keys empty, when the app reaches the endpoint with
-	// Microsoft Entra ID. The caller then sets Source, which lends the key
-	// the sidecar signs with.
+	// Microsoft Entra ID. The caller then sets, for SignalR, Source, which
+	// lends the key the sidecar signs with; for Web PubSub, Issuer, which
+	// asks the service for each client token.
 	Entra  *Entra
 	Source KeySource
+	Issuer TokenIssuer
 }
 
 // EndpointKey is one key of an endpoint and where it came from.
@@ -210,10 +212,17 @@ func other(e Endpoint) string {
 // and the Key (without Secret) that names the endpoint's hosts.
 func (f Format) parse(ncs NamedConnectionString) (*Entra, Key, ConnectionString, error) {
 	if ncs.Identity != nil {
-		if f.sdk == nil || !f.sdk.entraAuthType {
+		if f.sdk == nil || !f.sdk.identitySettings {
 			return nil, Key{}, ConnectionString{}, fmt.Errorf("identity-based settings: the sidecar signs %s tokens with an access key only; give the app and the sidecar a connection string with AccessKey", f.Name)
 		}
-		e, err := parseIdentitySettings(ncs.Source, ncs.Identity)
+		if !f.sdk.clientEndpoint {
+			for _, k := range []string{"serverEndpoint", "clientEndpoint"} {
+				if ncs.Identity[strings.ToLower(k)] != "" {
+					return nil, Key{}, ConnectionString{}, fmt.Errorf("the %s Functions extension does not read %s; remove it, so that the app and the sidecar both reach serviceUri", f.Name, k)
+				}
+			}
+		}
+		e, err := parseIdentitySettings(ncs.Source, ncs.Identity, f.sdk.endpointHint)
 		if err != nil {
 			return nil, Key{}, ConnectionString{}, err
 		}
@@ -249,7 +258,7 @@ func Keys(endpoints []Endpoint) []Key {
 			keys = append(keys, Key{Hosts: e.Hosts, ClientHosts: e.ClientHosts, Endpoint: e.URL, Secret: k.Secret})
 		}
 		if e.Entra != nil {
-			keys = append(keys, Key{Hosts: e.Hosts, ClientHosts: e.ClientHosts, Endpoint: e.URL, Source: e.Source})
+			keys = append(keys, Key{Hosts: e.Hosts, ClientHosts: e.ClientHosts, Endpoint: e.URL, Source: e.Source, Issuer: e.Issuer})
 		}
 	}
 	return keys

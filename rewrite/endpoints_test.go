@@ -327,16 +327,22 @@ func TestParseEndpointsErrors(t *testing.T) {
 			want: "b: the endpoint https://fake.service.signalr.net is also given with an access key in a; give the app and the sidecar one way to reach it",
 		},
 		{
-			name:    "Web PubSub with identity-based settings",
+			name:    "Web PubSub identity-based settings with a serverEndpoint, which the extension does not read",
 			service: "webpubsub",
-			in:      []ncs{{Source: "$WebPubSubConnectionString__serviceUri", Identity: map[string]string{"serviceuri": "https://fake.webpubsub.azure.com"}}},
-			want:    "$WebPubSubConnectionString__serviceUri: identity-based settings: the sidecar signs webpubsub tokens with an access key only; give the app and the sidecar a connection string with AccessKey",
+			in:      []ncs{{Source: "$WebPubSubConnectionString__serviceUri", Identity: map[string]string{"serviceuri": "https://fake.webpubsub.azure.com", "serverendpoint": "https://private.example"}}},
+			want:    "$WebPubSubConnectionString__serviceUri: the webpubsub Functions extension does not read serverEndpoint; remove it, so that the app and the sidecar both reach serviceUri",
+		},
+		{
+			name:    "Web PubSub identity-based settings with a serviceUri that is not a URL",
+			service: "webpubsub",
+			in:      []ncs{{Source: "$WebPubSubConnectionString__serviceUri", Identity: map[string]string{"serviceuri": "fake.webpubsub.azure.com"}}},
+			want:    `$WebPubSubConnectionString__serviceUri: serviceUri "fake.webpubsub.azure.com" is not an absolute http or https URL (expected serviceUri=https://<name>.webpubsub.azure.com)`,
 		},
 		{
 			name:    "Web PubSub without AccessKey",
 			service: "webpubsub",
 			in:      []ncs{{Source: "$WebPubSubConnectionString", Value: "Endpoint=https://fake.webpubsub.azure.com;AuthType=aad;Version=1.0;"}},
-			want:    "$WebPubSubConnectionString: missing AccessKey: the webpubsub SDKs ignore AuthType and sign client tokens with the AccessKey, so the connection string needs one",
+			want:    "$WebPubSubConnectionString: missing AccessKey: the webpubsub SDKs and Functions extension ignore AuthType and sign client tokens with the AccessKey, so the connection string needs one; to connect with Microsoft Entra ID instead, give the app and the sidecar the identity-based settings WebPubSubConnectionString__serviceUri (with __credential, __clientId, ...) and no connection string",
 		},
 		{
 			name: "missing AccessKey, and no word of AuthType",

@@ -174,11 +174,11 @@ func parseSetting(name, v, hint string) (*url.URL, error) {
 }
 
 // parseIdentitySettings reads one identity-based connection's settings,
-// keyed as splitIdentitySetting gives them.
-func parseIdentitySettings(source string, s map[string]string) (*Entra, error) {
+// keyed as splitIdentitySetting gives them; hint is an example serviceUri.
+func parseIdentitySettings(source string, s map[string]string, hint string) (*Entra, error) {
 	e := &Entra{Source: source, IdentityBased: true}
 	var err error
-	if e.Endpoint, err = parseSetting("serviceUri", s["serviceuri"], "https://<name>.service.signalr.net"); err != nil {
+	if e.Endpoint, err = parseSetting("serviceUri", s["serviceuri"], hint); err != nil {
 		return nil, err
 	}
 	if v := s["serverendpoint"]; v != "" {

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -76,6 +77,11 @@ type Format struct {
 	// and say when that is. Empty when the service has no such feature; New
 	// then refuses Options.CloseOnCallerExpiry.
 	CloseOnExpiryClaim, ExpiresOnClaim string
+	// EntraIssuesTokens: when the app reaches the service with Microsoft
+	// Entra ID, the service issues client tokens itself (Web PubSub), and
+	// an Endpoint needs an Issuer; otherwise the app signs them with a
+	// temporary key (SignalR), and an Endpoint needs a Source.
+	EntraIssuesTokens bool
 
 	// sdk holds how the service's SDKs read a connection string and build
 	// a client's aud and url; see ConnectionString.Key.
@@ -138,14 +144,15 @@ func SignalR() Format {
 // and, as it costs nothing, any webpubsub.* or asrs.* name.
 func WebPubSub() Format {
 	return Format{
-		Name:             "webpubsub",
-		UserClaim:        "sub",
-		TokenFields:      []string{"accessToken", "AccessToken", "token"},
-		URLField:         "url",
-		ClientURLFields:  []string{"url", "baseUrl"},
-		ReservedClaims:   []string{"role", "group", "iss", "sub", "aud", "exp", "nbf", "iat", "jti"},
-		ReservedPrefixes: []string{"asrs.", "webpubsub."},
-		sdk:              &webPubSubRules,
+		Name:              "webpubsub",
+		UserClaim:         "sub",
+		TokenFields:       []string{"accessToken", "AccessToken", "token"},
+		URLField:          "url",
+		ClientURLFields:   []string{"url", "baseUrl"},
+		ReservedClaims:    []string{"role", "group", "iss", "sub", "aud", "exp", "nbf", "iat", "jti"},
+		ReservedPrefixes:  []string{"asrs.", "webpubsub."},
+		EntraIssuesTokens: true,
+		sdk:               &webPubSubRules,
 	}
 }
 
@@ -194,6 +201,11 @@ type Key struct {
 	// a temporary key of its own, which the sidecar cannot see. See
 	// Rewrite.
 	Source KeySource
+	// Issuer, instead of Secret or Source, asks the service for a client
+	// token, for a Web PubSub endpoint the app reaches with Microsoft Entra
+	// ID: the service signs those tokens with a key nobody else sees. See
+	// RewriteContext.
+	Issuer TokenIssuer
 }
 
 // Reason classifies a failed rewrite for logs and metrics.
@@ -213,12 +225,13 @@ const (
 	ReasonCallerClaim     Reason = "caller_claim"     // a forwarded caller claim cannot be written as JSON
 	ReasonNoKey           Reason = "no_key"           // the sidecar holds no key of its own for a Microsoft Entra ID endpoint
 	ReasonUnverified      Reason = "unverified"       // a token the sidecar cannot verify fails a check it can make
+	ReasonIssue           Reason = "issue"            // the service did not issue a token for the caller (Web PubSub with Microsoft Entra ID)
 )
 
 // Reasons returns every Reason a failed rewrite can have.
 func Reasons() []Reason {
 	return []Reason{ReasonNotJSON, ReasonNoToken, ReasonMalformedToken, ReasonUnknownEndpoint, ReasonSignature,
-		ReasonTooLong, ReasonURLMismatch, ReasonTokenMismatch, ReasonCallerExpired, ReasonCallerClaim, ReasonNoKey, ReasonUnverified}
+		ReasonTooLong, ReasonURLMismatch, ReasonTokenMismatch, ReasonCallerExpired, ReasonCallerClaim, ReasonNoKey, ReasonUnverified, ReasonIssue}
 }
 
 // Error is a failed rewrite. It never contains a token or a key.
@@ -323,10 +336,23 @@ func New(format Format, keys []Key, opts Options) (*Rewriter, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("rewrite: at least one access key is required")
 	}
+	issuers := false
 	for i, k := range keys {
-		if (len(k.Secret) == 0) == (k.Source == nil) || len(k.Hosts) == 0 {
-			return nil, fmt.Errorf("rewrite: key %d needs a secret or a source, not both, and at least one host", i)
+		n := 0
+		for _, set := range []bool{len(k.Secret) > 0, k.Source != nil, k.Issuer != nil} {
+			if set {
+				n++
+			}
 		}
+		if n != 1 || len(k.Hosts) == 0 {
+			return nil, fmt.Errorf("rewrite: key %d needs one of a secret, a source or an issuer, and at least one host", i)
+		}
+		issuers = issuers || k.Issuer != nil
+	}
+	if issuers && len(opts.ForwardClaims) > 0 {
+		// The service's token API takes a user, roles, groups and a
+		// lifetime, nothing else: a forwarded claim would be dropped.
+		return nil, fmt.Errorf("rewrite: forward claims cannot go into the tokens the %s service issues for an endpoint reached with Microsoft Entra ID; remove them, or connect the app and the sidecar with an access key", format.Name)
 	}
 	if len(format.PrefixedClaims) > 0 && format.CustomClaimPrefix == "" {
 		return nil, errors.New("rewrite: the format has prefixed claims but no custom claim prefix")
@@ -360,11 +386,18 @@ func (f Format) maxTokenLength(asked int) int {
 	return DefaultMaxTokenLength
 }
 
-// Rewrite returns body with the user id set in every copy of its token. It
-// verifies the token's signature before anything else, so that it never
-// signs what it was not given by the holder of the key. Every failure is an
-// *Error.
+// Rewrite is RewriteContext without a deadline.
 func (r *Rewriter) Rewrite(body []byte, c Caller) ([]byte, error) {
+	return r.RewriteContext(context.Background(), body, c)
+}
+
+// RewriteContext returns body with the user id set in every copy of its
+// token. It verifies the token's signature before anything else, so that it
+// never signs what it was not given by the holder of the key. For an
+// endpoint with an Issuer, it checks the token as checkIssued says and puts
+// in its place one the service issues for the caller, asked for within ctx.
+// Every failure is an *Error.
+func (r *Rewriter) RewriteContext(ctx context.Context, body []byte, c Caller) ([]byte, error) {
 	obj, copies, tok, err := r.read(body)
 	if err != nil {
 		return nil, err
@@ -373,7 +406,12 @@ func (r *Rewriter) Rewrite(body []byte, c Caller) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	newToken, err := r.resign(tok, sg, c)
+	var newToken string
+	if sg.issue != nil {
+		newToken, err = r.issue(ctx, tok, sg, c)
+	} else {
+		newToken, err = r.resign(tok, sg, c)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -570,6 +608,8 @@ type signer struct {
 	// kid, if set, replaces the header's kid: the token was signed by a key
 	// the sidecar cannot see, and is signed again with its own.
 	kid string
+	// issue, if set, is what to ask key.Issuer for instead of signing.
+	issue *TokenRequest
 }
 
 // resolve finds the key that signed the token. The candidates are the keys
@@ -605,7 +645,7 @@ func (r *Rewriter) resolve(obj object, t *token) (signer, error) {
 		}
 	}
 	for _, k := range candidates {
-		if k.Source != nil {
+		if len(k.Secret) == 0 {
 			continue
 		}
 		var buf [sha512.Size]byte
@@ -613,7 +653,7 @@ func (r *Rewriter) resolve(obj object, t *token) (signer, error) {
 			return signer{key: k, secret: k.Secret}, nil
 		}
 	}
-	entra := slices.DeleteFunc(candidates, func(k Key) bool { return k.Source == nil })
+	entra := slices.DeleteFunc(candidates, func(k Key) bool { return len(k.Secret) > 0 })
 	if len(entra) == 0 {
 		return signer{}, fail(ReasonSignature, "the token for %q is not signed by a configured access key", CanonicalHost(aud))
 	}
@@ -635,7 +675,8 @@ func (k Key) sendsClientsTo(host string) bool {
 // Otherwise the app signed it with a temporary key of its own, which the
 // sidecar cannot see: the token must then pass every check the sidecar can
 // make (checkUnverified), and is signed again with the sidecar's key under
-// its kid.
+// its kid. A Web PubSub endpoint with an Issuer has no key of the sidecar's:
+// the token must pass checkIssued, and the service issues the caller's.
 func (r *Rewriter) resolveEntra(obj object, t *token, aud *url.URL, client string, keys []Key) (signer, error) {
 	if client == "" {
 		return signer{}, fail(ReasonUnverified, "the body has no client URL, and a token signed by a key the sidecar cannot see is rewritten only for a body whose url names its endpoint")
@@ -649,6 +690,13 @@ func (r *Rewriter) resolveEntra(obj object, t *token, aud *url.URL, client strin
 		return signer{}, fail(ReasonUnknownEndpoint, "%d endpoints match the token's audience %q and the url's host %q", len(keys), CanonicalHost(aud), client)
 	}
 	k := keys[0]
+	if k.Issuer != nil {
+		req, err := r.checkIssued(obj, t, aud, k)
+		if err != nil {
+			return signer{}, err
+		}
+		return signer{key: k, issue: &req}, nil
+	}
 	own, err := k.Source.SigningKey()
 	if err != nil {
 		return signer{}, fail(ReasonNoKey, "no key of the sidecar's own for %s: %v", k.Endpoint, err)

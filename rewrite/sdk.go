@@ -25,6 +25,12 @@ type sdkRules struct {
 	// azure.app, azure.msi) makes the SDK ignore AccessKey and sign client
 	// tokens with a key it fetches through Microsoft Entra ID.
 	entraAuthType bool
+	// identitySettings: the Functions extension reads a connection's
+	// identity-based settings (<connection>__serviceUri, __credential,
+	// __clientId, ...) and reaches the service with Microsoft Entra ID.
+	identitySettings bool
+	// endpointHint is an example endpoint, for messages.
+	endpointHint string
 	// clientEndpoint: the SDK sends clients to ClientEndpoint when the
 	// connection string has one.
 	clientEndpoint bool
@@ -53,6 +59,8 @@ var signalRRules = sdkRules{
 	},
 	endpointPrefixes: []string{"Azure__SignalR__Endpoints__", "Azure:SignalR:Endpoints:"},
 	entraAuthType:    true,
+	identitySettings: true,
+	endpointHint:     "https://<name>.service.signalr.net",
 	clientEndpoint:   true,
 	body:             signalRBody,
 }
@@ -69,9 +77,19 @@ var signalRRules = sdkRules{
 //     and hubClient.ts (getClientAccessToken): the same aud, baseUrl and url.
 //   - sdk/webpubsub/Microsoft.Azure.WebJobs.Extensions.WebPubSub/src/Bindings/WebPubSubConnection.cs:
 //     the binding's body is {"baseUrl", "url", "accessToken"}.
+//   - sdk/webpubsub/Microsoft.Azure.WebJobs.Extensions.WebPubSub/src/Config/WebPubSubServiceAccessUtil.cs
+//     (CreateFromIConfiguration): a WebPubSubConnectionString section with
+//     no value but a serviceUri is an identity-based connection, its
+//     credential made by Microsoft.Extensions.Azure's
+//     AzureComponentFactory.CreateTokenCredential from the same section;
+//     serverEndpoint and clientEndpoint are not read. The client token then
+//     comes from the service (WebPubSubServiceClientFactory.cs hands the
+//     credential to WebPubSubServiceClient).
 var webPubSubRules = sdkRules{
-	appSettings: []string{"WebPubSubConnectionString"},
-	body:        webPubSubBody,
+	appSettings:      []string{"WebPubSubConnectionString"},
+	identitySettings: true,
+	endpointHint:     "https://<name>.webpubsub.azure.com",
+	body:             webPubSubBody,
 }
 
 // Key returns the key the service's SDK signs client tokens with for this
@@ -97,7 +115,7 @@ func (f Format) Key(c ConnectionString) (Key, error) {
 	}
 	if c.AccessKey == "" {
 		if c.AuthType != "" {
-			return Key{}, fmt.Errorf("missing AccessKey: the %s SDKs ignore AuthType and sign client tokens with the AccessKey, so the connection string needs one", f.Name)
+			return Key{}, fmt.Errorf("missing AccessKey: the %s SDKs and Functions extension ignore AuthType and sign client tokens with the AccessKey, so the connection string needs one; to connect with Microsoft Entra ID instead, give the app and the sidecar the identity-based settings %s__serviceUri (with __credential, __clientId, ...) and no connection string", f.Name, f.AppSetting())
 		}
 		return Key{}, errors.New("missing AccessKey")
 	}

@@ -75,7 +75,7 @@ func TestFormatKey(t *testing.T) {
 			name:   "Web PubSub needs the AccessKey whatever AuthType says",
 			format: WebPubSub(),
 			cs:     "Endpoint=https://x.webpubsub.azure.com;AuthType=aad",
-			err:    "missing AccessKey: the webpubsub SDKs ignore AuthType and sign client tokens with the AccessKey",
+			err:    "missing AccessKey: the webpubsub SDKs and Functions extension ignore AuthType and sign client tokens with the AccessKey",
 		},
 	}
 	for _, tt := range tests {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/negotiate-sidecar/negotiate-sidecar/auth"
@@ -78,7 +79,7 @@ func runCheck(ctx context.Context, args []string, env environment, stdout, stder
 	}
 
 	eps, _ := endpoints(s, env) // validated with the settings
-	eps = checkEntra(ctx, r, eps, env)
+	eps = checkEntra(ctx, r, formatOf(s.Service), eps, env)
 	checkEndpoints(r, s, eps, time.Now())
 
 	checkUpstream(ctx, r, s.Upstream, client)
@@ -177,10 +178,11 @@ type heldKey rewrite.SigningKey
 func (k heldKey) SigningKey() (rewrite.SigningKey, error) { return rewrite.SigningKey(k), nil }
 
 // checkEntra gets, for each endpoint the app reaches with Microsoft Entra
-// ID, a key of the sidecar's own once, as the sidecar would at start, and
-// reports how it went. It returns the endpoints whose key came, each
-// holding it, and those with access keys.
-func checkEntra(ctx context.Context, r *report, eps []rewrite.Endpoint, env environment) []rewrite.Endpoint {
+// ID, a key of the sidecar's own once, as the sidecar would at start, or for
+// Web PubSub a client token from the service, as the sidecar would on a
+// negotiate, and reports how it went. It returns the endpoints that passed,
+// each holding its key or token client, and those with access keys.
+func checkEntra(ctx context.Context, r *report, format rewrite.Format, eps []rewrite.Endpoint, env environment) []rewrite.Endpoint {
 	var out []rewrite.Endpoint
 	for _, e := range eps {
 		if e.Entra == nil {
@@ -191,6 +193,13 @@ func checkEntra(ctx context.Context, r *report, eps []rewrite.Endpoint, env envi
 		cred, desc, err := entra.Credential(e.Entra, entraOptions(env))
 		if err != nil {
 			r.fail(subject, fmt.Sprintf("%s: %v", e.Entra.Source, err), "fix the identity settings; they must be those the app uses")
+			continue
+		}
+		if format.EntraIssuesTokens {
+			if tc := checkTokenClient(ctx, r, subject, e.Entra, cred, desc); tc != nil {
+				e.Issuer = tc
+				out = append(out, e)
+			}
 			continue
 		}
 		// One attempt: the credential retries on its own, and a report
@@ -214,11 +223,43 @@ func checkEntra(ctx context.Context, r *report, eps []rewrite.Endpoint, env envi
 	return out
 }
 
-// entraHint says what to do when the sidecar could not get its own key.
+// checkHubUser is the hub and user of the client token check asks a Web
+// PubSub service for.
+const checkHubUser = "check"
+
+// checkTokenClient asks the Web PubSub service for one client token, for a
+// minute, as the sidecar would on a negotiate, and reports how it went.
+func checkTokenClient(ctx context.Context, r *report, subject string, e *rewrite.Entra, cred azcore.TokenCredential, desc string) *entra.TokenClient {
+	tc, err := entra.NewTokenClient(entra.IssuerConfig{Entra: e, Credential: cred, Description: desc, Client: &http.Client{Timeout: 30 * time.Second}})
+	if err != nil {
+		r.fail(subject, err.Error(), "")
+		return nil
+	}
+	ictx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if _, err := tc.IssueToken(ictx, rewrite.TokenRequest{Hub: checkHubUser, UserID: checkHubUser, Minutes: 1}); err != nil {
+		r.fail(subject, err.Error(), entraHint(err))
+		return nil
+	}
+	r.ok(subject, "Microsoft Entra ID as %s (from %s): the service issued a client token; on each negotiate the sidecar asks it for one for the caller", desc, e.Source)
+	return tc
+}
+
+// entraHint says what to do when the sidecar could not get its own key, or
+// a token from the Web PubSub service.
 func entraHint(err error) string {
 	var ke *entra.KeyError
 	var te *entra.TokenError
+	var ie *entra.IssueError
 	switch {
+	case errors.As(err, &ie) && ie.Status == http.StatusForbidden:
+		return "assign the identity the \"Web PubSub Service Owner\" role on the Web PubSub resource (az role assignment create --role \"Web PubSub Service Owner\" ...), wait up to 30 minutes, and check again"
+	case errors.As(err, &ie) && ie.Status == http.StatusUnauthorized:
+		return "the token is for another tenant or audience; check tenantId / AZURE_TENANT_ID"
+	case errors.As(err, &ie) && ie.Status == 0:
+		return "check that this machine (and the pod) can reach the endpoint"
+	case errors.As(err, &ie):
+		return "until the service issues tokens, every negotiate is refused with 502 (reason issue)"
 	case errors.As(err, &ke) && ke.Status == http.StatusForbidden:
 		return "assign the identity the \"SignalR App Server\" role on the SignalR resource (az role assignment create --role \"SignalR App Server\" ...), wait up to 30 minutes, and check again"
 	case errors.As(err, &ke) && ke.Status == http.StatusUnauthorized:

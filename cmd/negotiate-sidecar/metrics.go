@@ -166,6 +166,9 @@ func (c entraCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	for _, src := range rt.entra {
+		if src.source == nil {
+			continue
+		}
 		if st := src.source.Status(); !st.Fetched.IsZero() {
 			ch <- prometheus.MustNewConstMetric(entraAgeDesc, prometheus.GaugeValue, c.now().Sub(st.Fetched).Seconds(), src.source.Endpoint())
 		}

@@ -29,10 +29,12 @@ type instance struct {
 	entra     []entraInstance
 }
 
-// entraInstance is the sidecar's own key source for an endpoint the app
-// reaches with Microsoft Entra ID.
+// entraInstance is, for an endpoint the app reaches with Microsoft Entra
+// ID, the sidecar's own key source (SignalR) or the client that asks the
+// service for tokens (Web PubSub).
 type entraInstance struct {
 	source *entra.Source
+	issuer *entra.TokenClient
 	id     string // the pool's id
 }
 
@@ -62,8 +64,19 @@ func buildInstance(s settings, env environment, d deps) (*instance, error) {
 		problems = append(problems, err)
 	}
 	rt := &instance{settings: s, endpoints: eps}
+	format := formatOf(s.Service)
 	for i, e := range eps {
 		if e.Entra == nil || err != nil {
+			continue
+		}
+		if format.EntraIssuesTokens {
+			tc, id, gerr := d.entra.TokenClient(e.Entra)
+			if gerr != nil {
+				problems = append(problems, fmt.Errorf("%s: %w", e.Entra.Source, gerr))
+				continue
+			}
+			eps[i].Issuer = tc
+			rt.entra = append(rt.entra, entraInstance{issuer: tc, id: id})
 			continue
 		}
 		src, id, gerr := d.entra.Get(e.Entra)
@@ -76,7 +89,7 @@ func buildInstance(s settings, env environment, d deps) (*instance, error) {
 	}
 	var rw *rewrite.Rewriter
 	if len(problems) == 0 {
-		rw, err = rewrite.New(formatOf(s.Service), rewrite.Keys(eps), s.rewriteOptions())
+		rw, err = rewrite.New(format, rewrite.Keys(eps), s.rewriteOptions())
 		if err != nil {
 			problems = append(problems, err)
 		}
@@ -178,6 +191,9 @@ func (ps providerSettings) authProvider(ks *auth.KeySet) auth.Provider {
 // no longer count.
 func (rt *instance) ready(now time.Time) error {
 	for _, e := range rt.entra {
+		if e.source == nil {
+			continue // the service issues each token: there is no key to wait for
+		}
 		if _, err := e.source.SigningKey(); err != nil {
 			return fmt.Errorf("no usable key of the sidecar's own for %s (%s): %w", e.source.Endpoint(), e.source.Description(), err)
 		}

@@ -4,6 +4,8 @@
 // https://signalr.azure.com/.default, then GET {endpoint}/api/v1/auth/accessKey,
 // refreshed every 55 minutes (Azure/azure-signalr,
 // src/Microsoft.Azure.SignalR.Common/Auth/MicrosoftEntraAccessKey.cs).
+// For Azure Web PubSub, whose service issues client tokens itself in this
+// mode, it asks the service for each token instead (TokenClient).
 //
 // The credential is chosen from the same settings, and in the same way, as
 // the app's SDK or the Azure Functions host choose theirs (see Credential).

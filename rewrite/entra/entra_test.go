@@ -405,3 +405,117 @@ func TestPoolKeepsOneSourcePerIdentity(t *testing.T) {
 		t.Errorf("%d sources after Retain, want 1", n)
 	}
 }
+
+// wpsEntra parses Web PubSub identity-based settings for endpoint as the
+// sidecar does.
+func wpsEntra(t *testing.T, endpoint string) *rewrite.Entra {
+	t.Helper()
+	eps, err := rewrite.WebPubSub().Endpoints([]rewrite.NamedConnectionString{{Source: "$WebPubSubConnectionString__serviceUri",
+		Identity: map[string]string{"serviceuri": endpoint, "credential": "managedidentity"}}})
+	if err != nil || len(eps) != 1 || eps[0].Entra == nil {
+		t.Fatalf("endpoints %+v, %v", eps, err)
+	}
+	return eps[0].Entra
+}
+
+// TestTokenClientAsksTheService: with the pod's managed identity, the
+// sidecar asks the Web PubSub service for a client token for the user,
+// roles, groups and minutes given, and the service accepts the token.
+func TestTokenClientAsksTheService(t *testing.T) {
+	entratest.IsolateEnv(t)
+	issuer := entratest.NewIssuer()
+	svc := entratest.NewWebPubSub(issuer)
+	defer svc.Close()
+	id := entratest.NewIdentity("")
+	mi := entratest.NewManagedIdentity(issuer, id)
+	defer mi.Close()
+	entratest.Setenv(t, mi.Env())
+	svc.Grant(id.ObjectID)
+
+	pool := entra.NewPool(context.Background(), nil, nil, entra.Options{}, nil)
+	defer pool.Close()
+	c, pid, err := pool.TokenClient(wpsEntra(t, svc.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, pid2, _ := pool.TokenClient(wpsEntra(t, svc.URL())); again != c || pid2 != pid {
+		t.Error("the pool made a second client for the same endpoint and identity")
+	}
+	req := rewrite.TokenRequest{Hub: "chat", UserID: "alice", Roles: []string{"webpubsub.joinLeaveGroup"}, Groups: []string{"lobby", "news"}, Minutes: 7}
+	tok, err := c.IssueToken(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := svc.VerifyClientToken(tok, "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims["sub"] != "alice" || fmt.Sprint(claims["role"]) != "[webpubsub.joinLeaveGroup]" || fmt.Sprint(claims["webpubsub.group"]) != "[lobby news]" {
+		t.Errorf("claims %v", claims)
+	}
+	call := svc.LastCall()
+	if call.Caller != id || call.MinutesToExpire != 7 || call.APIVersion != "2024-12-01" || call.ClientType != "default" {
+		t.Errorf("the service was asked %+v", call)
+	}
+	pool.Retain(nil)
+	if again, _, _ := pool.TokenClient(wpsEntra(t, svc.URL())); again == c {
+		t.Error("Retain kept a client it was not told to keep")
+	}
+}
+
+func TestTokenClientFailures(t *testing.T) {
+	issuer := entratest.NewIssuer()
+	svc := entratest.NewWebPubSub(issuer)
+	defer svc.Close()
+	id := entratest.NewIdentity("")
+	bearer := issuer.Issue(id, entratest.WebPubSubResource, time.Hour)
+	req := rewrite.TokenRequest{Hub: "chat", UserID: "alice", Minutes: 60}
+	tests := []struct {
+		name   string
+		cred   azcore.TokenCredential
+		status int
+		want   string
+	}{
+		{"without the role", &staticCredential{token: bearer}, 0, `answered 403: the identity lacks the "Web PubSub Service Owner" role on the Web PubSub resource`},
+		{"a token for SignalR", &staticCredential{token: issuer.Issue(id, entratest.SignalRResource, time.Hour)}, 0, "refused the identity's token (401)"},
+		{"the service is down", &staticCredential{token: bearer}, http.StatusServiceUnavailable, "answered 503"},
+		{"no Entra token", &staticCredential{err: errors.New("identity endpoint down")}, 0, "getting a Microsoft Entra token for https://webpubsub.azure.com/.default as test identity: identity endpoint down"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			svc.SetStatus(tt.status)
+			c, err := entra.NewTokenClient(entra.IssuerConfig{Entra: wpsEntra(t, svc.URL()), Credential: tt.cred, Description: "test identity"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := c.IssueToken(context.Background(), req)
+			if err == nil || tok != "" || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("IssueToken: %q, %v; want an error with %q", tok, err, tt.want)
+			}
+			if strings.Contains(err.Error(), "eyJ") || strings.Contains(err.Error(), "userId") {
+				t.Errorf("the error shows a token or the query: %v", err)
+			}
+		})
+	}
+
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"token":""}`)
+	}))
+	defer bad.Close()
+	c, _ := entra.NewTokenClient(entra.IssuerConfig{Entra: wpsEntra(t, bad.URL), Credential: &staticCredential{token: bearer}})
+	if _, err := c.IssueToken(context.Background(), req); err == nil || !strings.Contains(err.Error(), "the answer has no token string") {
+		t.Errorf("an empty token: %v", err)
+	}
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer slow.Close()
+	c, _ = entra.NewTokenClient(entra.IssuerConfig{Entra: wpsEntra(t, slow.URL), Credential: &staticCredential{token: bearer}})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.IssueToken(ctx, req); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a service slower than the negotiate's deadline: %v", err)
+	}
+	if _, err := entra.NewTokenClient(entra.IssuerConfig{Entra: wpsEntra(t, "http://wps.example"), Credential: &staticCredential{token: bearer}}); err == nil ||
+		!strings.Contains(err.Error(), "must be https") {
+		t.Errorf("plain http beyond loopback: %v", err)
+	}
+}

@@ -28,6 +28,7 @@ type Pool struct {
 	mu      sync.Mutex
 	sources map[string]*Source
 	cancels map[string]context.CancelFunc
+	clients map[string]*TokenClient // for Web PubSub, by id
 	closed  bool
 	running sync.WaitGroup
 }
@@ -40,16 +41,13 @@ func NewPool(ctx context.Context, log *zap.Logger, client *http.Client, opts Opt
 		log = zap.NewNop()
 	}
 	return &Pool{ctx: ctx, log: log, client: client, opts: opts, onFetch: onFetch,
-		sources: map[string]*Source{}, cancels: map[string]context.CancelFunc{}}
+		sources: map[string]*Source{}, cancels: map[string]context.CancelFunc{}, clients: map[string]*TokenClient{}}
 }
 
 // Get returns the running Source for e, starting one if there is none yet,
 // and the id Retain keeps it by.
 func (p *Pool) Get(e *rewrite.Entra) (*Source, string, error) {
-	// The secret is part of the identity, hashed: a rotated secret needs a
-	// new credential.
-	sum := sha256.Sum256([]byte(strings.Join([]string{e.String(), e.ClientSecret}, "\x00")))
-	id := hex.EncodeToString(sum[:])
+	id := poolID("key", e)
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -80,6 +78,38 @@ func (p *Pool) Get(e *rewrite.Entra) (*Source, string, error) {
 	return s, id, nil
 }
 
+// poolID is the id of what the pool keeps for e. The secret is part of the
+// identity, hashed: a rotated secret needs a new credential.
+func poolID(kind string, e *rewrite.Entra) string {
+	sum := sha256.Sum256([]byte(strings.Join([]string{kind, e.String(), e.ClientSecret}, "\x00")))
+	return hex.EncodeToString(sum[:])
+}
+
+// TokenClient returns the TokenClient for a Web PubSub endpoint e, making
+// one if there is none yet, and the id Retain keeps it by. It is kept
+// across reloads so that its credential's cached Entra token is too.
+func (p *Pool) TokenClient(e *rewrite.Entra) (*TokenClient, string, error) {
+	id := poolID("webpubsub", e)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, "", errors.New("the key pool is closed: the sidecar is stopping")
+	}
+	if c, ok := p.clients[id]; ok {
+		return c, id, nil
+	}
+	cred, desc, err := Credential(e, p.opts)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := NewTokenClient(IssuerConfig{Entra: e, Credential: cred, Description: desc, Client: p.client})
+	if err != nil {
+		return nil, "", err
+	}
+	p.clients[id] = c
+	return c, id, nil
+}
+
 // Sources returns the running sources, ordered by endpoint.
 func (p *Pool) Sources() []*Source {
 	p.mu.Lock()
@@ -92,10 +122,16 @@ func (p *Pool) Sources() []*Source {
 	return out
 }
 
-// Retain stops every source whose id is not in keep.
+// Retain stops every source, and drops every token client, whose id is not
+// in keep.
 func (p *Pool) Retain(keep map[string]bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for id := range p.clients {
+		if !keep[id] {
+			delete(p.clients, id)
+		}
+	}
 	for id, cancel := range p.cancels {
 		if !keep[id] {
 			cancel()

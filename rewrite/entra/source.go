@@ -263,11 +263,16 @@ func (e *KeyError) retryable() bool {
 // TokenError is a failure to get an Entra token.
 type TokenError struct {
 	Identity string
+	Scope    string // default Scope, SignalR's
 	Err      error
 }
 
 func (e *TokenError) Error() string {
-	return fmt.Sprintf("getting a Microsoft Entra token for %s as %s: %v", Scope, e.Identity, e.Err)
+	scope := e.Scope
+	if scope == "" {
+		scope = Scope
+	}
+	return fmt.Sprintf("getting a Microsoft Entra token for %s as %s: %v", scope, e.Identity, e.Err)
 }
 
 func (e *TokenError) Unwrap() error { return e.Err }

@@ -4,7 +4,9 @@
 // identity endpoint, an Entra token endpoint for client secrets, client
 // certificates and workload identity, and the service's key API
 // (GET /api/v1/auth/accessKey) that hands out temporary access keys and
-// checks client tokens signed with them.
+// checks client tokens signed with them; and, for Azure Web PubSub, the
+// service's token API (POST /api/hubs/{hub}/:generateToken), which issues
+// client tokens signed with a key only the service knows, and checks them.
 //
 // Each stand-in speaks the protocol as the Azure SDKs speak it; the comment
 // beside each protocol fact names the SDK source file it comes from, so that
@@ -12,7 +14,8 @@
 // Paths are relative to the module roots of
 // github.com/Azure/azure-sdk-for-go/sdk/azidentity (v1.15.0),
 // github.com/AzureAD/microsoft-authentication-library-for-go (v1.10.1, "MSAL")
-// and the Azure/azure-signalr repository.
+// and the Azure/azure-signalr, Azure/azure-sdk-for-net and Azure/azure-sdk-for-js
+// repositories.
 //
 // Like httptest, the constructors panic where only a broken machine could make
 // them fail (no randomness, no loopback listener).

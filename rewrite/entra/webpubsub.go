@@ -1,0 +1,161 @@
+package entra
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite"
+)
+
+// WebPubSubScope is what the Web PubSub SDK asks Microsoft Entra ID for a
+// token for (Azure/azure-sdk-for-net,
+// sdk/webpubsub/Azure.Messaging.WebPubSub/src/WebPubSubServiceClientOptions.ServiceVersion.cs,
+// CredentialScopeName).
+const WebPubSubScope = "https://webpubsub.azure.com/.default"
+
+// The token API, as the .NET SDK calls it with a TokenCredential
+// (Azure/azure-sdk-for-net,
+// sdk/webpubsub/Azure.Messaging.WebPubSub/src/WebPubSubServiceClient_helpers.cs,
+// GetClientAccessTokenCore, and the generated WebPubSubServiceClient.cs):
+// POST {endpoint}/api/hubs/{hub}/:generateToken with userId, role and group
+// (each repeated), minutesToExpire and clientType in the query, and an
+// answer {"token": ...}. The api-version is the SDK's latest
+// (WebPubSubServiceClientOptions.ServiceVersion.cs, V2024_12_01); the
+// default client type is spelt "default" there.
+const (
+	generateTokenAPIVersion = "2024-12-01"
+	defaultClientType       = "default"
+)
+
+// IssuerConfig configures a TokenClient.
+type IssuerConfig struct {
+	// Entra is the endpoint and how the app signs in to it.
+	Entra *rewrite.Entra
+	// Credential gets the Entra tokens; Description names it in messages.
+	Credential  azcore.TokenCredential
+	Description string
+	// Client asks the token API; default http.DefaultClient. The request's
+	// context bounds each call as well.
+	Client *http.Client
+}
+
+// TokenClient asks a Web PubSub service for client tokens with a Microsoft
+// Entra identity, as the Web PubSub SDK does for an app that connects
+// without an access key. It is a rewrite.TokenIssuer.
+type TokenClient struct {
+	cfg  IssuerConfig
+	base url.URL // the endpoint, path without a trailing slash
+}
+
+// NewTokenClient returns a TokenClient for cfg. An endpoint that is not
+// https, except on loopback, is refused: the request carries the
+// identity's Entra token.
+func NewTokenClient(cfg IssuerConfig) (*TokenClient, error) {
+	if cfg.Entra == nil || cfg.Entra.Endpoint == nil || cfg.Credential == nil {
+		return nil, errors.New("entra: a token client needs an endpoint and a credential")
+	}
+	base := *cfg.Entra.Endpoint
+	if base.Scheme != "https" && !isLoopback(base.Hostname()) {
+		return nil, fmt.Errorf("%s: the Web PubSub endpoint %s must be https (http only on loopback): the request carries the identity's token", cfg.Entra.Source, base.Redacted())
+	}
+	base.Path, base.RawPath = strings.TrimRight(base.Path, "/"), ""
+	if cfg.Client == nil {
+		cfg.Client = http.DefaultClient
+	}
+	return &TokenClient{cfg: cfg, base: base}, nil
+}
+
+// Endpoint is the endpoint's URL, for logs.
+func (c *TokenClient) Endpoint() string { return c.cfg.Entra.Endpoint.String() }
+
+// Description names the credential.
+func (c *TokenClient) Description() string { return c.cfg.Description }
+
+// IssueError is a failed request to the token API.
+type IssueError struct {
+	URL    string // the token API, without query
+	Status int    // the HTTP status; 0 when none came back
+	Err    error
+}
+
+func (e *IssueError) Error() string {
+	switch e.Status {
+	case 0:
+		return fmt.Sprintf("asking %s for a client token: %v", e.URL, e.Err)
+	case http.StatusUnauthorized:
+		return fmt.Sprintf("%s refused the identity's token (401): the identity must belong to the tenant of the Web PubSub resource", e.URL)
+	case http.StatusForbidden:
+		return fmt.Sprintf("%s answered 403: the identity lacks the \"Web PubSub Service Owner\" role on the Web PubSub resource; assign it (role assignments take up to 30 minutes to apply)", e.URL)
+	case http.StatusNotFound:
+		return fmt.Sprintf("%s answered 404: check serviceUri; it must be the Web PubSub resource's endpoint", e.URL)
+	}
+	if e.Err != nil {
+		return fmt.Sprintf("%s answered %d: %v", e.URL, e.Status, e.Err)
+	}
+	return fmt.Sprintf("%s answered %d", e.URL, e.Status)
+}
+
+func (e *IssueError) Unwrap() error { return e.Err }
+
+// IssueToken asks the service for a client token, once: a retry would
+// outlast the caller's negotiate. Errors name the API without its query
+// and hold no token.
+func (c *TokenClient) IssueToken(ctx context.Context, req rewrite.TokenRequest) (string, error) {
+	u := c.base
+	u.Path += "/api/hubs/" + req.Hub + "/:generateToken"
+	apiURL := u.String()
+	q := url.Values{}
+	q.Set("api-version", generateTokenAPIVersion)
+	if req.UserID != "" {
+		q.Set("userId", req.UserID)
+	}
+	q["role"] = req.Roles
+	q["group"] = req.Groups
+	q.Set("minutesToExpire", strconv.Itoa(req.Minutes))
+	q.Set("clientType", defaultClientType)
+	u.RawQuery = q.Encode()
+
+	tok, err := c.cfg.Credential.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{WebPubSubScope}})
+	if err != nil {
+		return "", &TokenError{Identity: c.cfg.Description, Scope: WebPubSubScope, Err: err}
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+	if err != nil {
+		return "", &IssueError{URL: apiURL, Err: err}
+	}
+	hr.Header.Set("Authorization", "Bearer "+tok.Token)
+	hr.Header.Set("Accept", "application/json")
+	resp, err := c.cfg.Client.Do(hr)
+	if err != nil {
+		return "", &IssueError{URL: apiURL, Err: redactURLError(err)}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	if resp.StatusCode != http.StatusOK {
+		return "", &IssueError{URL: apiURL, Status: resp.StatusCode}
+	}
+	if err != nil {
+		return "", &IssueError{URL: apiURL, Status: resp.StatusCode, Err: fmt.Errorf("reading the answer: %w", err)}
+	}
+	if len(body) > maxAnswer {
+		return "", &IssueError{URL: apiURL, Status: resp.StatusCode, Err: fmt.Errorf("the answer is over %d bytes", maxAnswer)}
+	}
+	// The error never quotes the answer: it may hold a token.
+	var answer struct {
+		Token *string `json:"token"`
+	}
+	if err := json.Unmarshal(body, &answer); err != nil || answer.Token == nil || *answer.Token == "" {
+		return "", &IssueError{URL: apiURL, Status: resp.StatusCode, Err: errors.New("the answer has no token string")}
+	}
+	return *answer.Token, nil
+}
