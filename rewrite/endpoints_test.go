@@ -291,7 +291,6 @@ func TestParseEndpoints(t *testing.T) {
 func TestParseEndpointsErrors(t *testing.T) {
 	type ncs = NamedConnectionString
 	good := ncs{Source: "$AzureSignalRConnectionString", Value: fakeConnString("https://fake.service.signalr.net", fakeAccessKey)}
-	const entra = "the app signs client tokens with a key it fetches through Microsoft Entra ID, which the sidecar cannot verify; give the app and the sidecar a connection string with AccessKey and without AuthType"
 	tests := []struct {
 		name    string
 		service string // default signalr

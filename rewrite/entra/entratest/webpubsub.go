@@ -135,8 +135,9 @@ func (s *WebPubSub) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, http.StatusText(status), status)
 		return
 	}
-	hub, ok := strings.CutPrefix(r.URL.Path, "/api/hubs/")
-	if hub, ok = strings.CutSuffix(hub, generateTokenSuffix); !ok || hub == "" || strings.Contains(hub, "/") {
+	hub, prefixed := strings.CutPrefix(r.URL.Path, "/api/hubs/")
+	hub, suffixed := strings.CutSuffix(hub, generateTokenSuffix)
+	if !prefixed || !suffixed || hub == "" || strings.Contains(hub, "/") {
 		http.NotFound(w, r)
 		return
 	}
