@@ -161,6 +161,14 @@ func TestEntraRefusals(t *testing.T) {
 			ReasonUnverified, "would live longer than 24h0m0s"},
 		{"an asrs.s. claim the SDK never writes", nil, entraBody(hs256(entraHeader, entraClaims(`"asrs.s.apn":"x",`), appKey)),
 			ReasonUnverified, `the claim "asrs.s.apn"`},
+		// Readers that look claims up without regard to case (.NET's
+		// ClaimsIdentity.FindFirst does) would find these first.
+		{"the user claim in capitals, naming another user", nil, entraBody(hs256(entraHeader, entraClaims(`"ASRS.S.UID":"victim","asrs.s.uid":"mallory",`), appKey)),
+			ReasonUnverified, `the claim "ASRS.S.UID" is not spelt as the SDK writes it`},
+		{"a system claim in mixed case", nil, entraBody(hs256(entraHeader, entraClaims(`"Asrs.S.apn":"x",`), appKey)),
+			ReasonUnverified, `the claim "Asrs.S.apn" is not spelt as the SDK writes it`},
+		{"a legacy user claim in capitals", nil, entraBody(hs256(entraHeader, entraClaims(`"NAMEID":"victim",`), appKey)),
+			ReasonUnverified, `the claim "NAMEID" is not spelt as the SDK writes it`},
 		{"an access-key endpoint's token with a wrong key", nil, []byte(`{"url":"https://fake.service.signalr.net/client/?hub=chat","accessToken":"` +
 			hs256(`{"alg":"HS256","typ":"JWT"}`, claimsWith(n, n+60, n, "https://fake.service.signalr.net/client/?hub=chat"), appKey) + `"}`),
 			ReasonSignature, "not signed by a configured access key"},

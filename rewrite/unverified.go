@@ -49,7 +49,8 @@ func (t *token) kid() (string, error) {
 //     the endpoint);
 //   - numeric exp, not past, with iat and nbf, where present, not in the
 //     future, and a lifetime of at most maxUnverifiedLifetime;
-//   - no asrs.s. claim outside what the SDK writes.
+//   - no asrs.s. claim outside what the SDK writes, and none of the
+//     service's claims spelt in another case.
 func (r *Rewriter) checkUnverified(obj object, t *token, aud *url.URL) error {
 	if t.alg != 0 {
 		return fail(ReasonUnverified, "a token the sidecar cannot verify must be HS256, as the SDK signs them")
@@ -79,6 +80,13 @@ func (r *Rewriter) checkUnverified(obj object, t *token, aud *url.URL) error {
 		return err
 	}
 	for _, m := range t.claims {
+		// The service's claims in another case are refused: a reader that
+		// looks claims up without regard to case (.NET's
+		// ClaimsIdentity.FindFirst does) would take an "ASRS.S.UID" ahead
+		// of the asrs.s.uid the sidecar writes.
+		if lower := strings.ToLower(m.name); lower != m.name && (strings.HasPrefix(lower, "asrs.") || r.format.isSystemClaim(lower)) {
+			return fail(ReasonUnverified, "the claim %q is not spelt as the SDK writes it", m.name)
+		}
 		if strings.HasPrefix(m.name, "asrs.s.") && !sdkSystemClaims[m.name] {
 			return fail(ReasonUnverified, "the token has the claim %q, which the SDK never writes into client tokens", m.name)
 		}
