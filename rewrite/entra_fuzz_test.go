@@ -70,7 +70,7 @@ func FuzzEntraRewrite(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := r.checkUnverified(obj, parsed, aud); err != nil {
+		if err := r.checkUnverified(obj, parsed, aud, r.clientHost(obj)); err != nil {
 			t.Fatalf("the output fails the checks its input passed: %v", err)
 		}
 	})
