@@ -249,3 +249,31 @@ func TestEntraEndpoints(t *testing.T) {
 		t.Errorf("Keys: %+v; want three keys, Source left for the caller to set", keys)
 	}
 }
+
+// TestIdentitySettingsInTwoSpellings: the Functions host reads settings
+// without regard to case, with ':' for "__", and which of two spellings
+// of one setting wins is not defined. Two that differ are refused, rather
+// than the sidecar reaching, on some starts, another endpoint or identity
+// than the app; two that agree are one.
+func TestIdentitySettingsInTwoSpellings(t *testing.T) {
+	f := SignalR()
+	for i := 0; i < 20; i++ { // map order varies from run to run
+		_, err := f.Endpoints(f.FromEnv(map[string]string{
+			"AzureSignalRConnectionString__serviceUri": "https://fake-a.service.signalr.net",
+			"AZURESIGNALRCONNECTIONSTRING__SERVICEURI": "https://fake-b.service.signalr.net",
+			"AzureSignalRConnectionString:clientId":    "00000000-0000-0000-0000-00000000000a",
+		}))
+		want := "$AZURESIGNALRCONNECTIONSTRING__serviceUri: AZURESIGNALRCONNECTIONSTRING__SERVICEURI and AzureSignalRConnectionString__serviceUri set the same setting with different values"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %v, want one with %q", err, want)
+		}
+	}
+	eps, err := f.Endpoints(f.FromEnv(map[string]string{
+		"AzureSignalRConnectionString__serviceUri": "https://fake-a.service.signalr.net",
+		"AzureSignalRConnectionString:serviceUri":  "https://fake-a.service.signalr.net",
+		"AzureSignalRConnectionString__credential": "managedidentity",
+	}))
+	if err != nil || len(eps) != 1 || eps[0].Entra.Credential != "managedidentity" {
+		t.Fatalf("one setting in two spellings with one value: %v, %v", eps, err)
+	}
+}
