@@ -10,12 +10,14 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -505,5 +507,113 @@ func checkReached(t *testing.T, h *harness, want reached) {
 		if got := r.Header.Get("X-MS-CLIENT-PRINCIPAL-ID"); got != "" && got != "alice" {
 			t.Errorf("the app saw principal %q, want alice", got)
 		}
+	}
+}
+
+// The echoing app, with Microsoft Entra ID. In this mode the app signs
+// SignalR tokens with a key the sidecar never sees, so an app that copies
+// request data into its negotiate answer (a userId or hub from the query,
+// claims from the body, as Functions code passes them to the binding) is
+// the attacker's pen. The sidecar must still hand the caller nothing but a
+// token for alice, for the endpoint and hub the app's token names, with no
+// other user in it.
+
+const (
+	entraHost  = "fake-entra.service.signalr.net"
+	entraAud   = "https://" + entraHost + "/client/?hub=chat"
+	appTempKey = "app-temporary-key-0f3c"
+	ownKid     = "sidecar-kid"
+	ownSecret  = "sidecar-own-key-9a71"
+)
+
+// ownKey lends the sidecar's own key.
+type ownKey struct{}
+
+func (ownKey) SigningKey() (rewrite.SigningKey, error) {
+	return rewrite.SigningKey{ID: ownKid, Secret: []byte(ownSecret)}, nil
+}
+
+// echoingApp signs, with its temporary key, a token whose extra claims,
+// kid and url come from the caller's query: claims=, kid=, Url=.
+func echoingApp(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	now := time.Now().Unix()
+	kid := "app-kid"
+	if v := q.Get("kid"); v != "" {
+		kid = v
+	}
+	claims := fmt.Sprintf(`{%s"nbf":%d,"exp":%d,"iat":%d,"aud":%q}`, q.Get("claims"), now, now+3600, now, entraAud)
+	tok := signHS256([]byte(appTempKey), `{"alg":"HS256","kid":"`+kid+`","typ":"JWT"}`, claims)
+	extra := ""
+	if v := q.Get("Url"); v != "" {
+		extra = `,"Url":"` + v + `"`
+	}
+	io.WriteString(w, `{"url":"`+entraAud+`","accessToken":"`+tok+`"`+extra+`}`)
+}
+
+func TestEntraEchoingApp(t *testing.T) {
+	cases := []struct {
+		name, query string
+		want        int
+		reason      string
+	}{
+		{"nothing echoed", "", 200, ""},
+		{"another user in ASRS.S.UID", "?claims=" + url.QueryEscape(`"ASRS.S.UID":"mallory",`), 502, "unverified"},
+		{"another user in NameId", "?claims=" + url.QueryEscape(`"NameId":"mallory",`), 502, "unverified"},
+		{"another user in asrs.s.uid", "?claims=" + url.QueryEscape(`"asrs.s.uid":"mallory",`), 200, ""},
+		{"a claim the SDK never writes", "?claims=" + url.QueryEscape(`"asrs.s.apn":"mallory",`), 502, "unverified"},
+		{"a second url elsewhere", "?Url=" + url.QueryEscape("https://mallory.example/client/?hub=chat"), 502, "unverified"},
+		{"the sidecar's own kid", "?kid=" + ownKid, 502, "signature"},
+		{"exp given twice, the first for a year", "?claims=" + url.QueryEscape(`"exp":99999999999,`), 502, "malformed_token"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, echoingApp, func(c *Config) {
+				rw, err := rewrite.New(rewrite.SignalR(), []rewrite.Key{{Hosts: []string{entraHost}, Source: ownKey{}, Endpoint: "https://" + entraHost}}, rewrite.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Rewriter = rw
+			})
+			req, _ := http.NewRequest("POST", h.front.URL+"/api/negotiate"+tc.query, nil)
+			req.Header = bearer(h.mint(t, nil))
+			resp, err := h.front.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d; body %s\n%s", resp.StatusCode, tc.want, body, h.logText())
+			}
+			if tc.reason != "" && !strings.Contains(h.logText(), `"reason":"`+tc.reason+`"`) {
+				t.Errorf("the log lacks reason %q:\n%s", tc.reason, h.logText())
+			}
+			if strings.Contains(string(body), "mallory") || strings.Contains(h.logText(), appTempKey) || strings.Contains(h.logText(), ownSecret) {
+				t.Errorf("the answer names mallory, or the log shows a key: %s", body)
+			}
+			if resp.StatusCode != 200 {
+				return
+			}
+			var b struct{ AccessToken string }
+			if err := json.Unmarshal(body, &b); err != nil {
+				t.Fatal(err)
+			}
+			tok, err := jwt.Parse(b.AccessToken, func(tok *jwt.Token) (any, error) {
+				if tok.Header["kid"] != ownKid {
+					return nil, fmt.Errorf("kid %v", tok.Header["kid"])
+				}
+				return []byte(ownSecret), nil
+			}, jwt.WithValidMethods([]string{"HS256"}), jwt.WithAudience(entraAud))
+			if err != nil {
+				t.Fatalf("the token does not verify with the sidecar's key under its kid: %v", err)
+			}
+			claims := tok.Claims.(jwt.MapClaims)
+			for name, v := range claims {
+				if strings.EqualFold(name, "asrs.s.uid") && v != "alice" {
+					t.Errorf("%s = %v, want alice", name, v)
+				}
+			}
+		})
 	}
 }

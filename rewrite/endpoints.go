@@ -18,6 +18,9 @@ type NamedConnectionString struct {
 	// identity-based settings of one connection (serviceUri, credential,
 	// clientId, ...), keyed in lowercase.
 	Identity map[string]string
+	// twice names the identity settings FromEnv found in two spellings
+	// with different values, which Endpoints refuses.
+	twice []string
 }
 
 // Sources are the places connection strings are read from, in order.
@@ -86,13 +89,23 @@ func (f Format) FromEnv(env map[string]string) []NamedConnectionString {
 	var out []NamedConnectionString
 	identities := map[string]map[string]string{} // by connection name, as first spelt
 	names := map[string]string{}                 // lowercased connection name to as first spelt
-	addIdentity := func(conn, key, v string) {
+	spelt := map[string]string{}                 // connection and key to the variable that set it
+	twice := map[string][]string{}               // by connection name: settings given twice, differently
+	addIdentity := func(conn, key, name, v string) {
 		folded := strings.ToLower(conn)
 		if _, ok := names[folded]; !ok {
 			names[folded] = conn
 			identities[conn] = map[string]string{}
 		}
-		identities[names[folded]][key] = v
+		conn = names[folded]
+		if old, ok := identities[conn][key]; ok && old != v {
+			// The host's configuration matches names without regard to
+			// case, with ':' for "__", and which of two spellings wins is
+			// not defined: the sidecar must not guess a different one.
+			twice[conn] = append(twice[conn], spelt[folded+"\x00"+key]+" and "+name)
+			return
+		}
+		identities[conn][key], spelt[folded+"\x00"+key] = v, name
 	}
 	for _, n := range f.sdk.appSettings {
 		if v := strings.TrimSpace(env[n]); v != "" {
@@ -100,13 +113,18 @@ func (f Format) FromEnv(env map[string]string) []NamedConnectionString {
 		}
 	}
 	var multi []NamedConnectionString
-	for k, v := range env {
-		v = strings.TrimSpace(v)
+	vars := make([]string, 0, len(env))
+	for k := range env {
+		vars = append(vars, k)
+	}
+	sort.Strings(vars) // so that a connection is named alike on every start
+	for _, k := range vars {
+		v := strings.TrimSpace(env[k])
 		if v == "" {
 			continue
 		}
 		if conn, key, ok := splitIdentitySetting(k); ok && f.isConnectionName(conn) {
-			addIdentity(conn, key, v)
+			addIdentity(conn, key, k, v)
 			continue
 		}
 		for _, p := range f.sdk.endpointPrefixes {
@@ -119,7 +137,7 @@ func (f Format) FromEnv(env map[string]string) []NamedConnectionString {
 		if settings["serviceuri"] == "" {
 			continue // the host reads a connection's identity settings only with a serviceUri
 		}
-		multi = append(multi, NamedConnectionString{Source: "$" + conn + "__serviceUri", Identity: settings})
+		multi = append(multi, NamedConnectionString{Source: "$" + conn + "__serviceUri", Identity: settings, twice: twice[conn]})
 	}
 	sort.Slice(multi, func(i, j int) bool { return multi[i].Source < multi[j].Source })
 	return append(out, multi...)
@@ -212,6 +230,9 @@ func other(e Endpoint) string {
 // and the Key (without Secret) that names the endpoint's hosts.
 func (f Format) parse(ncs NamedConnectionString) (*Entra, Key, ConnectionString, error) {
 	if ncs.Identity != nil {
+		if len(ncs.twice) > 0 {
+			return nil, Key{}, ConnectionString{}, fmt.Errorf("%s set the same setting with different values; the Functions host reads them as one, either may win: keep one spelling", strings.Join(ncs.twice, "; "))
+		}
 		if f.sdk == nil || !f.sdk.identitySettings {
 			return nil, Key{}, ConnectionString{}, fmt.Errorf("identity-based settings: the sidecar signs %s tokens with an access key only; give the app and the sidecar a connection string with AccessKey", f.Name)
 		}

@@ -16,6 +16,7 @@ func FuzzEntraRewrite(f *testing.F) {
 	f.Add(entraHeader, entraClaims(`"asrs.s.aut":"Bearer","role":["a","b"],`), "https://"+entraHost+"/client/?hub=chat")
 	f.Add(`{"alg":"HS256","kid":"x"}`, entraClaims(`"asrs.s.uid":["a","b"],`), "https://"+entraHost+"/client/?hub=Chat&x=1")
 	f.Add(`{"alg":"HS256","kid":"`+sidecarKid+`","typ":"JWT"}`, entraClaims(""), "https://"+entraHost+"/client/?hub=chat")
+	f.Add(entraHeader, entraClaims(`"Asrs.S.Uid":"victim","NameId":"victim",`), "https://"+entraHost+"/client/?hub=chat")
 	f.Fuzz(func(t *testing.T, header, claims, url string) {
 		r := newEntraRewriter(t, ownKey{key: SigningKey{ID: sidecarKid, Secret: []byte(sidecarKey)}})
 		body, err := json.Marshal(map[string]string{"url": url, "accessToken": hs256(header, claims, appKey)})
@@ -56,6 +57,10 @@ func FuzzEntraRewrite(f *testing.F) {
 		if a, b := in.index("aud"), payload.index("aud"); a < 0 || string(in[a].value) != string(payload[b].value) {
 			t.Fatal("the aud changed")
 		}
+		// No spelling of a user claim names anyone else.
+		if r.ForeignToken(out, "fuzz-user") {
+			t.Fatalf("the output holds a token naming someone else: %s", out)
+		}
 		// The output passes the same checks, under the sidecar's kid.
 		parsed, err := parseToken(tok)
 		if err != nil {
@@ -65,7 +70,7 @@ func FuzzEntraRewrite(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := r.checkUnverified(obj, parsed, aud); err != nil {
+		if err := r.checkUnverified(obj, parsed, aud, r.clientHost(obj)); err != nil {
 			t.Fatalf("the output fails the checks its input passed: %v", err)
 		}
 	})

@@ -151,6 +151,10 @@ func TestEntraRefusals(t *testing.T) {
 			ReasonUnverified, "does not send clients to the hub"},
 		{"url for another host", nil, body("https://elsewhere.example/client/?hub=chat", hs256(entraHeader, entraClaims(""), appKey)),
 			ReasonUnverified, `the body's url names "elsewhere.example"`},
+		{"a second client URL for another host", nil, []byte(`{"url":"https://` + entraHost + `/client/?hub=chat","Url":"https://elsewhere.example/client/?hub=chat","accessToken":"` + hs256(entraHeader, entraClaims(""), appKey) + `"}`),
+			ReasonUnverified, "the body's Url does not send clients to the endpoint"},
+		{"a second client URL for another hub", nil, []byte(`{"url":"https://` + entraHost + `/client/?hub=chat","Url":"https://` + entraHost + `/client/?hub=admin","accessToken":"` + hs256(entraHeader, entraClaims(""), appKey) + `"}`),
+			ReasonUnverified, "the body's Url does not send clients to the hub"},
 		{"no exp", nil, entraBody(hs256(entraHeader, fmt.Sprintf(`{"nbf":%d,"aud":%q}`, n, aud), appKey)),
 			ReasonUnverified, "no numeric exp"},
 		{"expired", nil, entraBody(hs256(entraHeader, claimsWith(n-7200, n-1, n-7200, aud), appKey)),
@@ -161,6 +165,14 @@ func TestEntraRefusals(t *testing.T) {
 			ReasonUnverified, "would live longer than 24h0m0s"},
 		{"an asrs.s. claim the SDK never writes", nil, entraBody(hs256(entraHeader, entraClaims(`"asrs.s.apn":"x",`), appKey)),
 			ReasonUnverified, `the claim "asrs.s.apn"`},
+		// Readers that look claims up without regard to case (.NET's
+		// ClaimsIdentity.FindFirst does) would find these first.
+		{"the user claim in capitals, naming another user", nil, entraBody(hs256(entraHeader, entraClaims(`"ASRS.S.UID":"victim","asrs.s.uid":"mallory",`), appKey)),
+			ReasonUnverified, `the claim "ASRS.S.UID" is not spelt as the SDK writes it`},
+		{"a system claim in mixed case", nil, entraBody(hs256(entraHeader, entraClaims(`"Asrs.S.apn":"x",`), appKey)),
+			ReasonUnverified, `the claim "Asrs.S.apn" is not spelt as the SDK writes it`},
+		{"a legacy user claim in capitals", nil, entraBody(hs256(entraHeader, entraClaims(`"NAMEID":"victim",`), appKey)),
+			ReasonUnverified, `the claim "NAMEID" is not spelt as the SDK writes it`},
 		{"an access-key endpoint's token with a wrong key", nil, []byte(`{"url":"https://fake.service.signalr.net/client/?hub=chat","accessToken":"` +
 			hs256(`{"alg":"HS256","typ":"JWT"}`, claimsWith(n, n+60, n, "https://fake.service.signalr.net/client/?hub=chat"), appKey) + `"}`),
 			ReasonSignature, "not signed by a configured access key"},
@@ -235,5 +247,33 @@ func TestEntraEndpoints(t *testing.T) {
 	keys := Keys(eps)
 	if len(keys) != 3 || keys[0].Source != nil || keys[0].Secret != nil {
 		t.Errorf("Keys: %+v; want three keys, Source left for the caller to set", keys)
+	}
+}
+
+// TestIdentitySettingsInTwoSpellings: the Functions host reads settings
+// without regard to case, with ':' for "__", and which of two spellings
+// of one setting wins is not defined. Two that differ are refused, rather
+// than the sidecar reaching, on some starts, another endpoint or identity
+// than the app; two that agree are one.
+func TestIdentitySettingsInTwoSpellings(t *testing.T) {
+	f := SignalR()
+	for i := 0; i < 20; i++ { // map order varies from run to run
+		_, err := f.Endpoints(f.FromEnv(map[string]string{
+			"AzureSignalRConnectionString__serviceUri": "https://fake-a.service.signalr.net",
+			"AZURESIGNALRCONNECTIONSTRING__SERVICEURI": "https://fake-b.service.signalr.net",
+			"AzureSignalRConnectionString:clientId":    "00000000-0000-0000-0000-00000000000a",
+		}))
+		want := "$AZURESIGNALRCONNECTIONSTRING__serviceUri: AZURESIGNALRCONNECTIONSTRING__SERVICEURI and AzureSignalRConnectionString__serviceUri set the same setting with different values"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %v, want one with %q", err, want)
+		}
+	}
+	eps, err := f.Endpoints(f.FromEnv(map[string]string{
+		"AzureSignalRConnectionString__serviceUri": "https://fake-a.service.signalr.net",
+		"AzureSignalRConnectionString:serviceUri":  "https://fake-a.service.signalr.net",
+		"AzureSignalRConnectionString__credential": "managedidentity",
+	}))
+	if err != nil || len(eps) != 1 || eps[0].Entra.Credential != "managedidentity" {
+		t.Fatalf("one setting in two spellings with one value: %v, %v", eps, err)
 	}
 }

@@ -712,7 +712,7 @@ func (r *Rewriter) resolveEntra(obj object, t *token, aud *url.URL, client strin
 		}
 		return signer{key: k, secret: own.Secret}, nil
 	}
-	if err := r.checkUnverified(obj, t, aud); err != nil {
+	if err := r.checkUnverified(obj, t, aud, client); err != nil {
 		return signer{}, err
 	}
 	return signer{key: k, secret: own.Secret, kid: own.ID}, nil

@@ -3,6 +3,8 @@ package rewrite
 import (
 	"bytes"
 	"encoding/base64"
+	"slices"
+	"strings"
 )
 
 // ForeignToken reports whether text holds a token that does not name userID
@@ -58,7 +60,8 @@ func foreignToken(text []byte, f Format, userID string, depth int) bool {
 
 // namesUser reports whether a token's payload segment holds userID in the
 // format's user claim, and in every legacy user claim it has, as a rewritten
-// token does. A payload that cannot be read names no one.
+// token does, whatever the case they are spelt in. A payload that cannot be
+// read names no one.
 func namesUser(payloadSeg []byte, f Format, userID string) bool {
 	payload := make([]byte, base64.RawURLEncoding.DecodedLen(len(payloadSeg)))
 	n, err := base64.RawURLEncoding.Decode(payload, payloadSeg)
@@ -73,8 +76,16 @@ func namesUser(payloadSeg []byte, f Format, userID string) bool {
 	if !ok || err != nil || got != userID {
 		return false
 	}
-	for _, legacy := range f.LegacyUserClaims {
-		if got, ok, err := claims.stringValue(legacy); ok && (err != nil || got != userID) {
+	// Readers that look claims up without regard to case (.NET's
+	// ClaimsIdentity.FindFirst does) may take any spelling of these names.
+	for i, m := range claims {
+		if !strings.EqualFold(m.name, f.UserClaim) && !slices.ContainsFunc(f.LegacyUserClaims, func(c string) bool { return strings.EqualFold(m.name, c) }) {
+			continue
+		}
+		if len(m.value) < 2 || m.value[0] != '"' {
+			return false
+		}
+		if got, err := decodeName(claims[i].value); err != nil || got != userID {
 			return false
 		}
 	}

@@ -45,12 +45,13 @@ func (t *token) kid() (string, error) {
 //   - HS256 (the SDK's default and the Functions binding's), with a header
 //     of alg, typ JWT and a kid, as the SDK writes it in this mode;
 //   - an aud of the SDK's form, {scheme}://{host}/client/?hub={hub};
-//   - a url in the body for the same endpoint and hub (resolveEntra checks
-//     the endpoint);
+//   - every client URL in the body (url, Url) for the same endpoint and
+//     hub;
 //   - numeric exp, not past, with iat and nbf, where present, not in the
 //     future, and a lifetime of at most maxUnverifiedLifetime;
-//   - no asrs.s. claim outside what the SDK writes.
-func (r *Rewriter) checkUnverified(obj object, t *token, aud *url.URL) error {
+//   - no asrs.s. claim outside what the SDK writes, and none of the
+//     service's claims spelt in another case.
+func (r *Rewriter) checkUnverified(obj object, t *token, aud *url.URL, client string) error {
 	if t.alg != 0 {
 		return fail(ReasonUnverified, "a token the sidecar cannot verify must be HS256, as the SDK signs them")
 	}
@@ -72,13 +73,20 @@ func (r *Rewriter) checkUnverified(obj object, t *token, aud *url.URL) error {
 	if err != nil {
 		return err
 	}
-	if err := r.checkClientURL(obj, hub); err != nil {
+	if err := r.checkClientURL(obj, hub, client); err != nil {
 		return err
 	}
 	if err := r.checkUnverifiedTimes(t.claims); err != nil {
 		return err
 	}
 	for _, m := range t.claims {
+		// The service's claims in another case are refused: a reader that
+		// looks claims up without regard to case (.NET's
+		// ClaimsIdentity.FindFirst does) would take an "ASRS.S.UID" ahead
+		// of the asrs.s.uid the sidecar writes.
+		if lower := strings.ToLower(m.name); lower != m.name && (strings.HasPrefix(lower, "asrs.") || r.format.isSystemClaim(lower)) {
+			return fail(ReasonUnverified, "the claim %q is not spelt as the SDK writes it", m.name)
+		}
 		if strings.HasPrefix(m.name, "asrs.s.") && !sdkSystemClaims[m.name] {
 			return fail(ReasonUnverified, "the token has the claim %q, which the SDK never writes into client tokens", m.name)
 		}
@@ -97,25 +105,34 @@ func sdkHub(aud *url.URL) (string, error) {
 	return q.Get("hub"), nil
 }
 
-// checkClientURL checks that the body's client URL sends clients to the
-// hub of the token's aud.
-func (r *Rewriter) checkClientURL(obj object, hub string) error {
+// checkClientURL checks that every client URL of the body sends clients to
+// the hub of the token's aud, at client, the host resolveEntra found in the
+// first: a client may read any of them (url or Url), and one left unchecked
+// could send the caller's token elsewhere.
+func (r *Rewriter) checkClientURL(obj object, hub, client string) error {
+	seen := false
 	for _, name := range r.format.ClientURLFields {
 		raw, ok, err := obj.stringValue(name)
 		if !ok {
 			continue
 		}
+		seen = true
 		u, perr := url.Parse(raw)
 		if err != nil || perr != nil {
 			return fail(ReasonUnverified, "the body's %s is not a URL", name)
+		}
+		if u.Host == "" || CanonicalHost(u) != client {
+			return fail(ReasonUnverified, "the body's %s does not send clients to the endpoint of the token's aud", name)
 		}
 		q, qerr := url.ParseQuery(u.RawQuery)
 		if qerr != nil || len(q["hub"]) != 1 || !strings.EqualFold(q.Get("hub"), hub) || !strings.HasSuffix(u.Path, "/client/") {
 			return fail(ReasonUnverified, "the body's %s does not send clients to the hub of the token's aud", name)
 		}
-		return nil
 	}
-	return fail(ReasonUnverified, "the body has no client URL")
+	if !seen {
+		return fail(ReasonUnverified, "the body has no client URL")
+	}
+	return nil
 }
 
 // checkUnverifiedTimes checks exp, iat and nbf of an unverified token.

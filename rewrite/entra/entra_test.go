@@ -519,3 +519,45 @@ func TestTokenClientFailures(t *testing.T) {
 		t.Errorf("plain http beyond loopback: %v", err)
 	}
 }
+
+// TestNoRedirectCarriesTheBearerToken: the key API and the token API never
+// redirect. Go's client follows a redirect to the same host name on
+// another port or scheme with the Authorization header, so one that did,
+// to plain http say, would hand the identity's Entra token to whatever
+// listens there. A redirect is an answer like any other failure, and
+// nothing reaches its target.
+func TestNoRedirectCarriesTheBearerToken(t *testing.T) {
+	const bearer = "the-identity's-entra-token"
+	var reached atomic.Int32
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		if strings.Contains(r.Header.Get("Authorization"), bearer) {
+			t.Errorf("the Entra token reached %s over plain http", r.URL)
+		}
+		fmt.Fprint(w, `{"KeyId":"k","AccessKey":"the attacker's key","token":"x.y.z"}`)
+	}))
+	defer elsewhere.Close()
+	redirecting := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	}))
+	defer redirecting.Close()
+
+	e := entraOf(t, rewrite.NamedConnectionString{Source: "cs", Value: "Endpoint=" + redirecting.URL + ";AuthType=azure.msi"})
+	src, err := entra.NewSource(entra.Config{Entra: e, Credential: &staticCredential{token: bearer}, Client: redirecting.Client(), Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Fetch(context.Background()); err == nil || !strings.Contains(err.Error(), "answered 307") {
+		t.Errorf("the key API redirecting: %v, want it refused as an answer of 307", err)
+	}
+	c, err := entra.NewTokenClient(entra.IssuerConfig{Entra: wpsEntra(t, redirecting.URL), Credential: &staticCredential{token: bearer}, Client: redirecting.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.IssueToken(context.Background(), rewrite.TokenRequest{Hub: "chat", UserID: "alice", Minutes: 1}); err == nil || !strings.Contains(err.Error(), "answered 307") {
+		t.Errorf("the token API redirecting: %v, want it refused as an answer of 307", err)
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("the redirect's target was asked %d times", n)
+	}
+}

@@ -43,7 +43,8 @@ type Config struct {
 	// Credential gets the Entra tokens; Description names it in messages.
 	Credential  azcore.TokenCredential
 	Description string
-	// Client asks the key API; default http.DefaultClient.
+	// Client asks the key API; default http.DefaultClient. A copy of it is
+	// used that follows no redirect: one is a failed answer.
 	Client *http.Client
 	// Logger gets a line for each fetch; default none.
 	Logger *zap.Logger
@@ -91,9 +92,7 @@ func NewSource(cfg Config) (*Source, error) {
 	if u.Scheme != "https" && !isLoopback(u.Hostname()) {
 		return nil, fmt.Errorf("%s: the key API at %s must be https (http only on loopback): the request carries the identity's token", cfg.Entra.Source, u.Redacted())
 	}
-	if cfg.Client == nil {
-		cfg.Client = http.DefaultClient
-	}
+	cfg.Client = withoutRedirects(cfg.Client)
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -107,6 +106,21 @@ func NewSource(cfg Config) (*Source, error) {
 		cfg.Attempts = attempts
 	}
 	return &Source{cfg: cfg, keyURL: keyURL, loaded: make(chan struct{})}, nil
+}
+
+// withoutRedirects returns a copy of c, http.DefaultClient when nil, that
+// hands back a redirect as the answer instead of following it. The key API
+// and the token API never redirect, and Go's client would follow one to the
+// same host name on another port or scheme, plain http included, with the
+// Authorization header and its Entra token; whatever answered there would
+// also choose the sidecar's key.
+func withoutRedirects(c *http.Client) *http.Client {
+	if c == nil {
+		c = http.DefaultClient
+	}
+	guarded := *c
+	guarded.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &guarded
 }
 
 func isLoopback(host string) bool {

@@ -45,7 +45,8 @@ type IssuerConfig struct {
 	Credential  azcore.TokenCredential
 	Description string
 	// Client asks the token API; default http.DefaultClient. The request's
-	// context bounds each call as well.
+	// context bounds each call as well. A copy of it is used that follows
+	// no redirect: one is a failed answer.
 	Client *http.Client
 }
 
@@ -69,9 +70,7 @@ func NewTokenClient(cfg IssuerConfig) (*TokenClient, error) {
 		return nil, fmt.Errorf("%s: the Web PubSub endpoint %s must be https (http only on loopback): the request carries the identity's token", cfg.Entra.Source, base.Redacted())
 	}
 	base.Path, base.RawPath = strings.TrimRight(base.Path, "/"), ""
-	if cfg.Client == nil {
-		cfg.Client = http.DefaultClient
-	}
+	cfg.Client = withoutRedirects(cfg.Client)
 	return &TokenClient{cfg: cfg, base: base}, nil
 }
 
