@@ -37,6 +37,12 @@ import http from "node:http";
 // src/Microsoft.Azure.SignalR.Common/Constants.cs, AsrsDefaultScope).
 export const SIGNALR_RESOURCE = "https://signalr.azure.com";
 
+// The resource of Azure Web PubSub's data plane: @azure/web-pubsub asks its
+// TokenCredential for WEBPUBSUB_RESOURCE + "/.default"
+// (Azure/azure-sdk-for-js, sdk/web-pubsub/web-pubsub/src/hubClient.ts,
+// credentialScopes).
+export const WEBPUBSUB_RESOURCE = "https://webpubsub.azure.com";
+
 export const APP_SERVICE_API_VERSION = "2019-08-01";
 export const MSI_PATH = "/msi/token";
 export const TOKEN_LIFETIME_SECONDS = 240;
@@ -162,15 +168,42 @@ export async function startManagedIdentityStandIn({ issuer, system = null, userA
   };
 }
 
-// Gets a token for SignalR from an App Service identity endpoint as MSAL
-// asks for one: what the app stand-in does with its IDENTITY_ENDPOINT.
-export async function getManagedIdentityToken({ endpoint, header, clientId }) {
+// Gets a token for resource (SignalR unless told) from an App Service
+// identity endpoint as MSAL asks for one: what the app stand-ins do with
+// their IDENTITY_ENDPOINT. Returns the access token.
+export async function getManagedIdentityToken(identity, resource = SIGNALR_RESOURCE) {
+  return (await getManagedIdentityAnswer(identity, resource)).access_token;
+}
+
+async function getManagedIdentityAnswer({ endpoint, header, clientId }, resource) {
   const url = new URL(endpoint);
   url.searchParams.set("api-version", APP_SERVICE_API_VERSION);
-  url.searchParams.set("resource", SIGNALR_RESOURCE);
+  url.searchParams.set("resource", resource);
   if (clientId) url.searchParams.set("client_id", clientId);
   const res = await fetch(url, { headers: { "X-IDENTITY-HEADER": header } });
   const text = await res.text();
   if (res.status !== 200) throw new Error(`the identity endpoint answered ${res.status}: ${text}`);
-  return JSON.parse(text).access_token;
+  return JSON.parse(text);
+}
+
+// A TokenCredential (@azure/core-auth: an object with getToken(scopes)) for
+// the managed identity behind an App Service identity endpoint, as
+// ManagedIdentityCredential of @azure/identity would be: one scope, turned
+// into the resource by dropping "/.default" (azidentity
+// managed_identity_credential.go does the same), and the answer's
+// expires_on (Unix seconds) as expiresOnTimestamp (milliseconds, as
+// @azure/core-auth's AccessToken has it). It keeps every scope list it was
+// asked for in `scopes`, so that a test can tell what an SDK asked for.
+export function managedIdentityCredential(identity) {
+  const scopes = [];
+  return {
+    scopes,
+    async getToken(requested) {
+      const list = Array.isArray(requested) ? requested : [requested];
+      scopes.push(list);
+      if (list.length !== 1) throw new Error(`a managed identity takes one scope, not ${list.length}`);
+      const answer = await getManagedIdentityAnswer(identity, list[0].replace(/\/\.default$/, ""));
+      return { token: answer.access_token, expiresOnTimestamp: Number(answer.expires_on) * 1000, tokenType: "Bearer" };
+    },
+  };
 }

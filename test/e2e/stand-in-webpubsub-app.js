@@ -18,6 +18,13 @@
 //             extensions/Worker.Extensions.WebPubSub/src/Models/Input/WebPubSubConnection.cs)
 //   mismatch  {"token","url"} holding two different tokens: a broken app
 //
+// With a TokenCredential instead of a connection string (an app that connects
+// with Microsoft Entra ID, as with the Functions setting
+// WebPubSubConnectionString__serviceUri) the SDK asks the service for each
+// token: POST {serviceUri}/api/hubs/{hub}/:generateToken with the credential's
+// bearer token (Azure/azure-sdk-for-js, sdk/web-pubsub/web-pubsub/src/hubClient.ts,
+// getClientAccessToken). The body shapes are the same.
+//
 // It records every request and every body it hands out.
 
 import http from "node:http";
@@ -27,15 +34,64 @@ export const SHAPES = ["binding", "sdk", "url", "isolated"];
 
 // The permissions and groups the app gives every connection, so that the
 // token carries more than the user id.
-const ROLES = ["webpubsub.joinLeaveGroup.lobby", "webpubsub.sendToGroup.lobby"];
-const GROUPS = ["lobby"];
+export const ROLES = ["webpubsub.joinLeaveGroup.lobby", "webpubsub.sendToGroup.lobby"];
+export const GROUPS = ["lobby"];
 
-export async function startWebPubSubAppStandIn({ connectionString, hub }) {
-  const client = new WebPubSubServiceClient(connectionString, hub);
+// The stand-ins listen on loopback plain http, and the client URLs the SDK
+// builds come from the endpoint it is given (ws for http), so the SDK must
+// be given the http endpoint the sidecar reads too. With a TokenCredential
+// it refuses to send a bearer token to a URL that is not https:
+// bearerTokenAuthenticationPolicy of @azure/core-rest-pipeline 1.24.0
+// throws, and the SDK's allowInsecureConnection option does not lift that
+// check (it only lets the HTTP client send to http). So, for
+// http://127.0.0.1 only, a policy just before that one shows it the URL as
+// https and another just after it puts http back: the request the service
+// gets is the SDK's, byte for byte. The policies go into the pipeline of the
+// SDK's generated client (its `client` member, which the typings do not
+// show): the options' additionalPolicies all run after the bearer policy.
+const BEARER_POLICY = "bearerTokenAuthenticationPolicy";
+const LOOPBACK_HTTP = /^http:\/\/127\.0\.0\.1[:/]/i;
+const LOOPBACK_HTTPS = /^https:\/\/127\.0\.0\.1[:/]/i;
+
+// A WebPubSubServiceClient for serviceUri with a TokenCredential, as an app
+// that connects with Microsoft Entra ID constructs it, able to reach a
+// stand-in on loopback plain http.
+export function entraServiceClient(serviceUri, credential, hub) {
+  const client = new WebPubSubServiceClient(serviceUri, credential, hub, { allowInsecureConnection: true });
+  const { pipeline } = client.client;
+  pipeline.addPolicy(
+    {
+      name: "loopbackAsHttps",
+      sendRequest: (request, next) => {
+        if (LOOPBACK_HTTP.test(request.url)) request.url = `https${request.url.slice("http".length)}`;
+        return next(request);
+      },
+    },
+    { beforePolicies: [BEARER_POLICY] },
+  );
+  pipeline.addPolicy(
+    {
+      name: "loopbackBackToHttp",
+      sendRequest: (request, next) => {
+        if (LOOPBACK_HTTPS.test(request.url)) request.url = `http${request.url.slice("https".length)}`;
+        return next(request);
+      },
+    },
+    { afterPolicies: [BEARER_POLICY] },
+  );
+  return client;
+}
+
+// Starts the app with the connection string of an AccessKey, or with the
+// service endpoint and a TokenCredential (serviceUri and credential).
+export async function startWebPubSubAppStandIn({ connectionString, serviceUri, credential, hub }) {
+  const client = credential ? entraServiceClient(serviceUri, credential, hub) : new WebPubSubServiceClient(connectionString, hub);
   const state = {
     requests: [],
     // Every body handed out: { shape, body } (body as JSON text).
     issued: [],
+    // Every error getClientAccessToken threw (with a TokenCredential).
+    errors: [],
     // Replaceable by a test to imitate an app with a different binding.
     userIdFrom: (headers) => headers["x-ms-client-principal-id"],
     get lastIssued() {
@@ -54,7 +110,15 @@ export async function startWebPubSubAppStandIn({ connectionString, hub }) {
       return;
     }
     const shape = url.searchParams.get("shape") ?? "binding";
-    const t = await token(state.userIdFrom(req.headers));
+    let t;
+    try {
+      t = await token(state.userIdFrom(req.headers));
+    } catch (err) {
+      // As a function that throws: 500, and no detail for the caller.
+      state.errors.push(err.message);
+      res.writeHead(500).end();
+      return;
+    }
     let body;
     let type = "application/json";
     switch (shape) {

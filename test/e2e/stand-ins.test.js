@@ -1,13 +1,21 @@
 // Checks the stand-ins on their own, without the sidecar: if these fail, the
-// end-to-end results in e2e.test.js say nothing about the sidecar.
+// end-to-end results in the other files say nothing about the sidecar.
 
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { WebSocket } from "ws";
 import { connectAndWhoami } from "./hub-client.js";
-import { createEntraIssuer, newIdentity, SIGNALR_RESOURCE, startManagedIdentityStandIn } from "./stand-in-entra.js";
-import { SHAPES, startWebPubSubAppStandIn } from "./stand-in-webpubsub-app.js";
+import { WebPubSubServiceClient } from "@azure/web-pubsub";
+import {
+  createEntraIssuer,
+  managedIdentityCredential,
+  newIdentity,
+  SIGNALR_RESOURCE,
+  startManagedIdentityStandIn,
+  WEBPUBSUB_RESOURCE,
+} from "./stand-in-entra.js";
+import { entraServiceClient, GROUPS, ROLES, SHAPES, startWebPubSubAppStandIn } from "./stand-in-webpubsub-app.js";
 import { startWebPubSubStandIn } from "./stand-in-webpubsub-service.js";
 import { connectAndWhoami as connectToPubSub } from "./webpubsub-client.js";
 import { mintServiceToken, startFunctionsStandIn, TOKEN_HEADER_JSON } from "./stand-in-functions.js";
@@ -340,5 +348,169 @@ describe("Microsoft Entra ID stand-ins", () => {
     assert.equal(await connectAndWhoami(`${app.origin}/api`, { headers: { "x-ms-client-principal-id": "bob" } }), "bob");
     const connect = entraService.state.accepted.at(-1);
     assert.deepEqual(connect, { kind: "connect", hub: "chat", uid: "bob", kid: keyId, key: keyId });
+  });
+});
+
+// ------------------------------------- Web PubSub with Microsoft Entra ID
+
+describe("Web PubSub with Microsoft Entra ID stand-ins", () => {
+  const issuer = createEntraIssuer();
+  const owner = newIdentity();
+  const withoutRole = newIdentity(owner.tenantId);
+  let identity;
+  let pubsub;
+  let credential;
+  let app;
+
+  before(async () => {
+    identity = await startManagedIdentityStandIn({ issuer, userAssigned: [owner, withoutRole] });
+    pubsub = await startWebPubSubStandIn({ entraIssuer: issuer });
+    pubsub.grant(owner.objectId);
+    credential = managedIdentityCredential({ endpoint: identity.endpoint, header: identity.header, clientId: owner.clientId });
+    app = await startWebPubSubAppStandIn({ serviceUri: pubsub.endpoint, credential, hub: "chat" });
+  });
+
+  after(async () => {
+    await app?.close();
+    await pubsub?.close();
+    await identity?.close();
+  });
+
+  const generateToken = (query, headers = {}, hub = "chat") =>
+    fetch(`${pubsub.endpoint}/api/hubs/${hub}/:generateToken?${query}`, { method: "POST", headers });
+  const bearer = (id, resource = WEBPUBSUB_RESOURCE) => ({ Authorization: `Bearer ${issuer.issue(id, resource)}` });
+
+  test("the credential gets the managed identity's token for the scope's resource", async () => {
+    const scope = `${WEBPUBSUB_RESOURCE}/.default`;
+    const before = Date.now();
+    const token = await managedIdentityCredential({ endpoint: identity.endpoint, header: identity.header, clientId: owner.clientId }).getToken([scope]);
+    assert.deepEqual(issuer.verify(token.token, WEBPUBSUB_RESOURCE), owner);
+    assert.ok(token.expiresOnTimestamp > before + 60_000 && token.expiresOnTimestamp < before + 600_000, "milliseconds");
+    assert.equal(identity.state.requests.at(-1).clientId, owner.clientId);
+  });
+
+  test("generateToken: 401 without a valid token, 403 without the role, 400 for what it does not take", async () => {
+    const q = "api-version=2024-12-01&userId=bob";
+    const statuses = {};
+    const cases = {
+      "no token": [q, {}],
+      "another issuer": [q, { Authorization: `Bearer ${createEntraIssuer().issue(owner, WEBPUBSUB_RESOURCE)}` }],
+      "a SignalR token": [q, bearer(owner, SIGNALR_RESOURCE)],
+      "no role": [q, bearer(withoutRole)],
+      "no api-version": ["userId=bob", bearer(owner)],
+      "minutesToExpire 0": [`${q}&minutesToExpire=0`, bearer(owner)],
+      "an MQTT client": [`${q}&clientType=mqtt`, bearer(owner)],
+    };
+    for (const [name, [query, headers]] of Object.entries(cases)) {
+      const res = await generateToken(query, headers);
+      statuses[name] = res.status;
+      if (res.status === 401) assert.equal(res.headers.get("www-authenticate"), "Bearer", name);
+      assert.doesNotMatch(await res.text(), /eyJ/, name);
+    }
+    assert.deepEqual(statuses, {
+      "no token": 401,
+      "another issuer": 401,
+      "a SignalR token": 401,
+      "no role": 403,
+      "no api-version": 400,
+      "minutesToExpire 0": 400,
+      "an MQTT client": 400,
+    });
+    assert.equal(pubsub.state.tokenRequests.at(-4).objectId, withoutRole.objectId);
+    assert.equal(pubsub.state.tokenRequests.at(-4).status, 403);
+  });
+
+  test("generateToken issues a token with the service's own key, for what was asked", async () => {
+    for (const clientType of ["", "&clientType=default", "&clientType=Default"]) {
+      const res = await generateToken(`api-version=2024-12-01&userId=bob&role=r1&role=r2&group=g&minutesToExpire=5${clientType}`, bearer(owner));
+      assert.equal(res.status, 200, clientType);
+      const body = await res.json();
+      assert.deepEqual(Object.keys(body), ["token"]);
+      const { header, payload } = decodeJwt(body.token);
+      assert.deepEqual(header, { alg: "HS256", typ: "JWT" });
+      assert.deepEqual(Object.keys(payload), ["nbf", "exp", "iat", "aud", "sub", "role", "webpubsub.group"]);
+      assert.deepEqual([payload.sub, payload.role, payload["webpubsub.group"], payload.aud], ["bob", ["r1", "r2"], ["g"], pubsub.audience("chat")]);
+      assert.equal(payload.exp - payload.iat, 300);
+      assert.deepEqual(pubsub.verify(body.token, "chat").signer, "service");
+      assert.equal(pubsub.verify(body.token, "chat").ok, true);
+      assert.equal(pubsub.verify(body.token, "other").ok, false);
+      const call = pubsub.state.tokenRequests.at(-1);
+      assert.equal(call.token, body.token);
+      assert.equal(call.objectId, owner.objectId);
+    }
+    const anonymous = await (await generateToken("api-version=2024-12-01", bearer(owner))).json();
+    const { payload } = decodeJwt(anonymous.token);
+    assert.deepEqual(Object.keys(payload), ["nbf", "exp", "iat", "aud"]);
+    assert.equal(payload.exp - payload.iat, 3600, "60 minutes unless asked");
+  });
+
+  test("the app's tokens come from the real SDK's generateToken request, as its identity", async () => {
+    const fields = { binding: ["baseUrl", "url", "accessToken"], sdk: ["token", "baseUrl", "url"], url: ["url"], isolated: ["baseUrl", "url", "AccessToken"] };
+    for (const shape of SHAPES) {
+      const res = await fetch(`${app.origin}/api/negotiate?shape=${shape}`, { method: "POST", headers: { "x-ms-client-principal-id": "bob" } });
+      assert.equal(res.status, 200, shape);
+      const body = JSON.parse(await res.text());
+      assert.deepEqual(Object.keys(body), fields[shape], shape);
+      const token = new URL(body.url).searchParams.get("access_token");
+      const call = pubsub.state.tokenRequests.at(-1);
+      assert.equal(call.token, token, shape);
+      assert.equal(call.objectId, owner.objectId, shape);
+      assert.deepEqual(call.params, [
+        ["api-version", "2024-12-01"],
+        ["userId", "bob"],
+        ...ROLES.map((r) => ["role", r]),
+        ["minutesToExpire", "60"],
+        ...GROUPS.map((g) => ["group", g]),
+      ]);
+      assert.equal(call.bodyLength, 0);
+      assert.match(call.headers["user-agent"], /^azsdk-js-web-pubsub\//);
+      assert.equal(call.headers.accept, "application/json, text/json");
+    }
+    assert.deepEqual(credential.scopes.at(-1), [`${WEBPUBSUB_RESOURCE}/.default`]);
+    assert.deepEqual(app.state.errors, []);
+  });
+
+  test("the SDK writes clientType as its clientProtocol says, default among them", async () => {
+    const client = entraServiceClient(pubsub.endpoint, credential, "chat");
+    const { token, baseUrl } = await client.getClientAccessToken({ userId: "bob", clientProtocol: "default" });
+    assert.equal(baseUrl, `${pubsub.endpoint.replace(/^http/, "ws")}/client/hubs/chat`);
+    const call = pubsub.state.tokenRequests.at(-1);
+    assert.equal(call.token, token);
+    assert.deepEqual(call.params, [["api-version", "2024-12-01"], ["userId", "bob"], ["minutesToExpire", "60"], ["clientType", "default"]]);
+  });
+
+  test("the SDK's bearer token goes to loopback plain http only through the app's policies", async () => {
+    const plain = new WebPubSubServiceClient(pubsub.endpoint, credential, "chat", { allowInsecureConnection: true });
+    await assert.rejects(plain.getClientAccessToken({ userId: "bob" }), /non-TLS/);
+  });
+
+  test("an app whose identity lacks the role gets a 500 and no token", async () => {
+    const noRoleCredential = managedIdentityCredential({ endpoint: identity.endpoint, header: identity.header, clientId: withoutRole.clientId });
+    const noRoleApp = await startWebPubSubAppStandIn({ serviceUri: pubsub.endpoint, credential: noRoleCredential, hub: "chat" });
+    try {
+      const res = await fetch(`${noRoleApp.origin}/api/negotiate?shape=sdk`, { method: "POST" });
+      assert.equal(res.status, 500);
+      assert.equal(await res.text(), "");
+      assert.equal(pubsub.state.tokenRequests.at(-1).status, 403);
+      assert.equal(noRoleApp.state.errors.length, 1);
+    } finally {
+      await noRoleApp.close();
+    }
+  });
+
+  test("the real Web PubSub client connects with the app's url; the service has no AccessKey to fall back on", async () => {
+    const url = async (user) => {
+      const res = await fetch(`${app.origin}/api/negotiate?shape=url`, { method: "POST", headers: { "x-ms-client-principal-id": user } });
+      return JSON.parse(await res.text()).url;
+    };
+    assert.equal(await connectToPubSub(() => url("bob")), "bob");
+    assert.deepEqual(pubsub.state.accepted.at(-1), { hub: "chat", userId: "bob", protocol: "json.webpubsub.azure.v1", signer: "service" });
+    const good = new URL(await url("carol")).searchParams.get("access_token");
+    const [h, p] = good.split(".");
+    const base = `${pubsub.endpoint.replace(/^http/, "ws")}/client/hubs/chat`;
+    const forged = `${h}.${p}.${hs256(`${h}.${p}`, crypto.randomBytes(32).toString("base64"))}`;
+    await assert.rejects(connectToPubSub(() => `${base}?access_token=${forged}`));
+    assert.match(pubsub.state.rejected.at(-1).reason, /local auth is disabled/);
+    assert.equal(await connectToPubSub(() => `${base}?access_token=${good}`), "carol");
   });
 });

@@ -107,7 +107,7 @@ e2e("1. the real Web PubSub client connects as the verified user, whatever the b
           const jwt = idp.mintUserJwt({ sub: user });
           assert.equal(await connectAndWhoami(() => clientUrl(shape, jwt)), user, `${what}: the user the service saw`);
           assert.equal(app.state.requests.at(-1).headers["x-ms-client-principal-id"], user, `${what}: the app's principal header`);
-          assert.deepEqual(pubsub.state.accepted.at(-1), { hub: "chat", userId: user, protocol: "json.webpubsub.azure.v1" }, what);
+          assert.deepEqual(pubsub.state.accepted.at(-1), { hub: "chat", userId: user, protocol: "json.webpubsub.azure.v1", signer: "AccessKey" }, what);
         }
       }
     }
