@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -90,7 +90,50 @@ type Identity struct {
 
 	// memo holds what consumers derive from the identity (see Memo). Every
 	// copy of an Identity shares it, cached ones included.
-	memo *sync.Map
+	memo *memo
+}
+
+// memo is an identity's few derived values, one per consumer. It is read on
+// every request that presents a cached token, from many at once, and
+// written once per consumer: readers load a slice that never changes, and
+// a writer replaces it. A sync.Map would cost several hundred bytes per
+// cached token for the one or two values it holds.
+type memo struct {
+	values atomic.Pointer[[]memoValue]
+}
+
+type memoValue struct{ key, value any }
+
+func (m *memo) load(key any) (any, bool) {
+	if p := m.values.Load(); p != nil {
+		for _, v := range *p {
+			if v.key == key {
+				return v.value, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// loadOrStore returns the value stored for key, storing value first if
+// there is none.
+func (m *memo) loadOrStore(key, value any) any {
+	for {
+		old := m.values.Load()
+		var next []memoValue
+		if old != nil {
+			for _, v := range *old {
+				if v.key == key {
+					return v.value
+				}
+			}
+			next = append(make([]memoValue, 0, len(*old)+1), *old...)
+		}
+		next = append(next, memoValue{key, value})
+		if m.values.CompareAndSwap(old, &next) {
+			return value
+		}
+	}
 }
 
 // Memo returns the value compute gives for key, computed once per verified
@@ -102,11 +145,10 @@ func (id Identity) Memo(key any, compute func() any) any {
 	if id.memo == nil {
 		return compute()
 	}
-	if v, ok := id.memo.Load(key); ok {
+	if v, ok := id.memo.load(key); ok {
 		return v
 	}
-	v, _ := id.memo.LoadOrStore(key, compute())
-	return v
+	return id.memo.loadOrStore(key, compute())
 }
 
 // Reason says why a token was refused, in words safe to show the caller and
@@ -312,7 +354,7 @@ func (a *Authenticator) Authenticate(authorization []string) (Identity, error) {
 		id, _, _, err := a.verify(raw)
 		return id, err
 	}
-	key := sha256.Sum256([]byte(raw))
+	key := tokenKey(raw)
 	if id, ok := a.cache.get(key, a, a.now()); ok {
 		return id, nil
 	}
@@ -328,6 +370,17 @@ func (a *Authenticator) Authenticate(authorization []string) (Identity, error) {
 		a.cache.put(key, a, generation, p.Generation, id.Expiry.Add(p.Leeway), int64(4*len(raw)+512), id)
 	}
 	return id, nil
+}
+
+// tokenKey returns the cache key of a token: its SHA-256. A token of usual
+// size is hashed from a copy on the stack, so that a cache hit allocates
+// nothing.
+func tokenKey(raw string) [sha256.Size]byte {
+	var buf [2048]byte
+	if len(raw) <= len(buf) {
+		return sha256.Sum256(buf[:copy(buf[:], raw)])
+	}
+	return sha256.Sum256([]byte(raw))
 }
 
 // verify checks raw against the provider its iss names. It returns that
@@ -380,7 +433,7 @@ func (a *Authenticator) verify(raw string) (Identity, *provider, uint64, error) 
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
 		expiry = exp.Time
 	}
-	return Identity{UserID: uid, Name: displayName(claims, uid), Issuer: iss, Provider: p.Name, Claims: claims, Expiry: expiry, memo: &sync.Map{}}, p, generation, nil
+	return Identity{UserID: uid, Name: displayName(claims, uid), Issuer: iss, Provider: p.Name, Claims: claims, Expiry: expiry, memo: &memo{}}, p, generation, nil
 }
 
 // truncate bounds text taken from a token before it goes into a log.
