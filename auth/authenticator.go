@@ -201,7 +201,7 @@ type Authenticator struct {
 
 type provider struct {
 	Provider
-	parser *jwt.Parser
+	validator *jwt.Validator
 }
 
 // MaxLeeway is the most clock skew a Provider may allow.
@@ -320,15 +320,13 @@ func New(cfg Config) (*Authenticator, error) {
 			problems = append(problems, fmt.Errorf("provider %q: a key source is required", p.Name))
 		}
 		a.names = append(a.names, p.Name)
-		a.providers[p.Issuer] = &provider{Provider: p, parser: jwt.NewParser(
-			jwt.WithValidMethods(p.Algorithms),
+		a.providers[p.Issuer] = &provider{Provider: p, validator: jwt.NewValidator(
 			jwt.WithIssuer(p.Issuer),
 			jwt.WithAudience(p.Audiences...),
 			jwt.WithLeeway(p.Leeway),
 			jwt.WithExpirationRequired(),
 			jwt.WithIssuedAt(),
 			jwt.WithTimeFunc(cfg.Now),
-			jwt.WithJSONNumber(),
 		)}
 	}
 	if len(problems) > 0 {
@@ -394,12 +392,13 @@ func (a *Authenticator) verify(raw string) (Identity, *provider, uint64, error) 
 	if err := strictSegments(raw); err != nil {
 		return Identity{}, nil, 0, &Error{Reason: ReasonMalformed, Err: err}
 	}
-	unverified := jwt.MapClaims{}
-	tok, _, err := a.peek.ParseUnverified(raw, unverified)
+	// The token is decoded once: what routes it is what is then verified.
+	claims := jwt.MapClaims{}
+	tok, parts, err := a.peek.ParseUnverified(raw, claims)
 	if err != nil {
 		return Identity{}, nil, 0, &Error{Reason: reasonOf(err), Err: err}
 	}
-	iss, _ := unverified["iss"].(string)
+	iss, _ := claims["iss"].(string)
 	p := a.providers[iss]
 	if p == nil {
 		return Identity{}, nil, 0, &Error{Reason: ReasonIssuer, Err: fmt.Errorf("issuer %q is not configured", truncate(iss, 200))}
@@ -421,8 +420,7 @@ func (a *Authenticator) verify(raw string) (Identity, *provider, uint64, error) 
 	if p.Generation != nil {
 		generation = p.Generation()
 	}
-	claims := jwt.MapClaims{}
-	if _, err := p.parser.ParseWithClaims(raw, claims, p.Keys); err != nil {
+	if err := p.check(tok, raw[:len(parts[0])+1+len(parts[1])], claims); err != nil {
 		return Identity{}, nil, 0, &Error{Reason: reasonOf(err), Provider: p.Name, Err: err}
 	}
 	uid, err := userID(claims, p.UserClaim)
@@ -434,6 +432,41 @@ func (a *Authenticator) verify(raw string) (Identity, *provider, uint64, error) 
 		expiry = exp.Time
 	}
 	return Identity{UserID: uid, Name: displayName(claims, uid), Issuer: iss, Provider: p.Name, Claims: claims, Expiry: expiry, memo: &memo{}}, p, generation, nil
+}
+
+// check verifies a token that ParseUnverified decoded, as the provider's
+// rules require: what jwt.Parser.ParseWithClaims does after its own
+// ParseUnverified (an accepted alg, the key, the signature over signed, the
+// claims), in the same order and with errors that wrap the same jwt errors
+// with the same words, so that reasonOf reads them alike.
+func (p *provider) check(tok *jwt.Token, signed string, claims jwt.MapClaims) error {
+	if alg := tok.Method.Alg(); !slices.Contains(p.Algorithms, alg) {
+		return fmt.Errorf("%w: signing method %v is invalid", jwt.ErrTokenSignatureInvalid, alg)
+	}
+	key, err := p.Keys(tok)
+	if err != nil {
+		return fmt.Errorf("%w: error while executing keyfunc: %w", jwt.ErrTokenUnverifiable, err)
+	}
+	switch have := key.(type) {
+	case jwt.VerificationKeySet:
+		if len(have.Keys) == 0 {
+			return fmt.Errorf("%w: keyfunc returned empty verification key set", jwt.ErrTokenUnverifiable)
+		}
+		for _, k := range have.Keys {
+			if err = tok.Method.Verify(signed, tok.Signature, k); err == nil {
+				break
+			}
+		}
+	default:
+		err = tok.Method.Verify(signed, tok.Signature, have)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", jwt.ErrTokenSignatureInvalid, err)
+	}
+	if err := p.validator.Validate(claims); err != nil {
+		return fmt.Errorf("%w: %w", jwt.ErrTokenInvalidClaims, err)
+	}
+	return nil
 }
 
 // truncate bounds text taken from a token before it goes into a log.
