@@ -98,14 +98,16 @@ func (h *Handler) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 	if ce == nil {
 		return
 	}
-	fields := []zap.Field{
+	// Room for every field, so that the slice is made once.
+	fields := make([]zap.Field, 0, 10)
+	fields = append(fields,
 		zap.String("request_id", r.Header.Get(headerRequestID)),
 		zap.String("outcome", o.name),
 		zap.Int("status", rec.status()),
 		zap.String("method", r.Method),
 		zap.String("path", r.URL.Path),
 		zap.Duration("latency", h.cfg.Now().Sub(start)),
-	}
+	)
 	if o.user != "" {
 		fields = append(fields, zap.String("user", o.user), zap.String("provider", o.provider))
 	}
