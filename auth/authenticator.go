@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -90,7 +90,50 @@ type Identity struct {
 
 	// memo holds what consumers derive from the identity (see Memo). Every
 	// copy of an Identity shares it, cached ones included.
-	memo *sync.Map
+	memo *memo
+}
+
+// memo is an identity's few derived values, one per consumer. It is read on
+// every request that presents a cached token, from many at once, and
+// written once per consumer: readers load a slice that never changes, and
+// a writer replaces it. A sync.Map would cost several hundred bytes per
+// cached token for the one or two values it holds.
+type memo struct {
+	values atomic.Pointer[[]memoValue]
+}
+
+type memoValue struct{ key, value any }
+
+func (m *memo) load(key any) (any, bool) {
+	if p := m.values.Load(); p != nil {
+		for _, v := range *p {
+			if v.key == key {
+				return v.value, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// loadOrStore returns the value stored for key, storing value first if
+// there is none.
+func (m *memo) loadOrStore(key, value any) any {
+	for {
+		old := m.values.Load()
+		var next []memoValue
+		if old != nil {
+			for _, v := range *old {
+				if v.key == key {
+					return v.value
+				}
+			}
+			next = append(make([]memoValue, 0, len(*old)+1), *old...)
+		}
+		next = append(next, memoValue{key, value})
+		if m.values.CompareAndSwap(old, &next) {
+			return value
+		}
+	}
 }
 
 // Memo returns the value compute gives for key, computed once per verified
@@ -102,11 +145,10 @@ func (id Identity) Memo(key any, compute func() any) any {
 	if id.memo == nil {
 		return compute()
 	}
-	if v, ok := id.memo.Load(key); ok {
+	if v, ok := id.memo.load(key); ok {
 		return v
 	}
-	v, _ := id.memo.LoadOrStore(key, compute())
-	return v
+	return id.memo.loadOrStore(key, compute())
 }
 
 // Reason says why a token was refused, in words safe to show the caller and
@@ -159,7 +201,7 @@ type Authenticator struct {
 
 type provider struct {
 	Provider
-	parser *jwt.Parser
+	validator *jwt.Validator
 }
 
 // MaxLeeway is the most clock skew a Provider may allow.
@@ -278,15 +320,13 @@ func New(cfg Config) (*Authenticator, error) {
 			problems = append(problems, fmt.Errorf("provider %q: a key source is required", p.Name))
 		}
 		a.names = append(a.names, p.Name)
-		a.providers[p.Issuer] = &provider{Provider: p, parser: jwt.NewParser(
-			jwt.WithValidMethods(p.Algorithms),
+		a.providers[p.Issuer] = &provider{Provider: p, validator: jwt.NewValidator(
 			jwt.WithIssuer(p.Issuer),
 			jwt.WithAudience(p.Audiences...),
 			jwt.WithLeeway(p.Leeway),
 			jwt.WithExpirationRequired(),
 			jwt.WithIssuedAt(),
 			jwt.WithTimeFunc(cfg.Now),
-			jwt.WithJSONNumber(),
 		)}
 	}
 	if len(problems) > 0 {
@@ -312,7 +352,7 @@ func (a *Authenticator) Authenticate(authorization []string) (Identity, error) {
 		id, _, _, err := a.verify(raw)
 		return id, err
 	}
-	key := sha256.Sum256([]byte(raw))
+	key := tokenKey(raw)
 	if id, ok := a.cache.get(key, a, a.now()); ok {
 		return id, nil
 	}
@@ -330,6 +370,17 @@ func (a *Authenticator) Authenticate(authorization []string) (Identity, error) {
 	return id, nil
 }
 
+// tokenKey returns the cache key of a token: its SHA-256. A token of usual
+// size is hashed from a copy on the stack, so that a cache hit allocates
+// nothing.
+func tokenKey(raw string) [sha256.Size]byte {
+	var buf [2048]byte
+	if len(raw) <= len(buf) {
+		return sha256.Sum256(buf[:copy(buf[:], raw)])
+	}
+	return sha256.Sum256([]byte(raw))
+}
+
 // verify checks raw against the provider its iss names. It returns that
 // provider and its key generation as read before the signature was checked,
 // so that a key removed during the check makes a cache entry stale at once.
@@ -341,12 +392,13 @@ func (a *Authenticator) verify(raw string) (Identity, *provider, uint64, error) 
 	if err := strictSegments(raw); err != nil {
 		return Identity{}, nil, 0, &Error{Reason: ReasonMalformed, Err: err}
 	}
-	unverified := jwt.MapClaims{}
-	tok, _, err := a.peek.ParseUnverified(raw, unverified)
+	// The token is decoded once: what routes it is what is then verified.
+	claims := jwt.MapClaims{}
+	tok, parts, err := a.peek.ParseUnverified(raw, claims)
 	if err != nil {
 		return Identity{}, nil, 0, &Error{Reason: reasonOf(err), Err: err}
 	}
-	iss, _ := unverified["iss"].(string)
+	iss, _ := claims["iss"].(string)
 	p := a.providers[iss]
 	if p == nil {
 		return Identity{}, nil, 0, &Error{Reason: ReasonIssuer, Err: fmt.Errorf("issuer %q is not configured", truncate(iss, 200))}
@@ -368,8 +420,7 @@ func (a *Authenticator) verify(raw string) (Identity, *provider, uint64, error) 
 	if p.Generation != nil {
 		generation = p.Generation()
 	}
-	claims := jwt.MapClaims{}
-	if _, err := p.parser.ParseWithClaims(raw, claims, p.Keys); err != nil {
+	if err := p.check(tok, raw[:len(parts[0])+1+len(parts[1])], claims); err != nil {
 		return Identity{}, nil, 0, &Error{Reason: reasonOf(err), Provider: p.Name, Err: err}
 	}
 	uid, err := userID(claims, p.UserClaim)
@@ -380,7 +431,42 @@ func (a *Authenticator) verify(raw string) (Identity, *provider, uint64, error) 
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
 		expiry = exp.Time
 	}
-	return Identity{UserID: uid, Name: displayName(claims, uid), Issuer: iss, Provider: p.Name, Claims: claims, Expiry: expiry, memo: &sync.Map{}}, p, generation, nil
+	return Identity{UserID: uid, Name: displayName(claims, uid), Issuer: iss, Provider: p.Name, Claims: claims, Expiry: expiry, memo: &memo{}}, p, generation, nil
+}
+
+// check verifies a token that ParseUnverified decoded, as the provider's
+// rules require: what jwt.Parser.ParseWithClaims does after its own
+// ParseUnverified (an accepted alg, the key, the signature over signed, the
+// claims), in the same order and with errors that wrap the same jwt errors
+// with the same words, so that reasonOf reads them alike.
+func (p *provider) check(tok *jwt.Token, signed string, claims jwt.MapClaims) error {
+	if alg := tok.Method.Alg(); !slices.Contains(p.Algorithms, alg) {
+		return fmt.Errorf("%w: signing method %v is invalid", jwt.ErrTokenSignatureInvalid, alg)
+	}
+	key, err := p.Keys(tok)
+	if err != nil {
+		return fmt.Errorf("%w: error while executing keyfunc: %w", jwt.ErrTokenUnverifiable, err)
+	}
+	switch have := key.(type) {
+	case jwt.VerificationKeySet:
+		if len(have.Keys) == 0 {
+			return fmt.Errorf("%w: keyfunc returned empty verification key set", jwt.ErrTokenUnverifiable)
+		}
+		for _, k := range have.Keys {
+			if err = tok.Method.Verify(signed, tok.Signature, k); err == nil {
+				break
+			}
+		}
+	default:
+		err = tok.Method.Verify(signed, tok.Signature, have)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", jwt.ErrTokenSignatureInvalid, err)
+	}
+	if err := p.validator.Validate(claims); err != nil {
+		return fmt.Errorf("%w: %w", jwt.ErrTokenInvalidClaims, err)
+	}
+	return nil
 }
 
 // truncate bounds text taken from a token before it goes into a log.

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -274,5 +275,48 @@ func TestProvidersAreIsolatedByIssuer(t *testing.T) {
 	}
 	if got := a.Providers(); len(got) != 2 || got[0] != "a" || got[1] != "b" {
 		t.Errorf("Providers() = %v", got)
+	}
+}
+
+// TestCheckAgreesWithParseWithClaims: verify decodes a token once and checks
+// it as jwt.Parser.ParseWithClaims would after decoding it; for each kind of
+// token both must give the same error, word for word, or none.
+func TestCheckAgreesWithParseWithClaims(t *testing.T) {
+	k, other := newECKey(t, "ec"), newECKey(t, "other")
+	rsaKey := newRSAKey(t, "rsa")
+	a := newStaticAuthenticator(t, func(p *Provider) { p.Algorithms = []string{"ES256", "RS256"} }, k, rsaKey)
+	p := a.providers[testIssuer]
+	parser := jwt.NewParser(jwt.WithValidMethods(p.Algorithms), jwt.WithIssuer(p.Issuer), jwt.WithAudience(p.Audiences...),
+		jwt.WithLeeway(p.Leeway), jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithTimeFunc(time.Now), jwt.WithJSONNumber())
+	now := time.Now()
+	signedByOther := other.mint(t, nil)
+	forged := k.mint(t, nil)
+	forged = forged[:strings.LastIndexByte(forged, '.')+1] + signedByOther[strings.LastIndexByte(signedByOther, '.')+1:]
+	hmacToken, _ := k.mintHMAC(t, []byte("secret"))
+	for name, tok := range map[string]string{
+		"valid":            k.mint(t, nil),
+		"valid RSA":        rsaKey.mint(t, nil),
+		"expired":          k.mint(t, jwt.MapClaims{"exp": now.Add(-time.Hour).Unix()}),
+		"no exp":           k.mint(t, jwt.MapClaims{"exp": nil}),
+		"not yet valid":    k.mint(t, jwt.MapClaims{"nbf": now.Add(time.Hour).Unix()}),
+		"issued later":     k.mint(t, jwt.MapClaims{"iat": now.Add(time.Hour).Unix()}),
+		"other audience":   k.mint(t, jwt.MapClaims{"aud": "api://nope"}),
+		"unknown key":      signedByOther,
+		"forged signature": forged,
+		"HMAC":             hmacToken,
+		"exp not a number": k.mint(t, jwt.MapClaims{"exp": "tomorrow"}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			claims := jwt.MapClaims{}
+			tok1, parts, err := a.peek.ParseUnverified(tok, claims)
+			if err != nil {
+				t.Fatalf("the token does not decode: %v", err)
+			}
+			got := p.check(tok1, tok[:len(parts[0])+1+len(parts[1])], claims)
+			_, want := parser.ParseWithClaims(tok, jwt.MapClaims{}, p.Keys)
+			if fmt.Sprint(got) != fmt.Sprint(want) || got != nil && reasonOf(got) != reasonOf(want) {
+				t.Errorf("check = %v, ParseWithClaims = %v", got, want)
+			}
+		})
 	}
 }

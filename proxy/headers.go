@@ -30,7 +30,7 @@ func removeHopByHop(h http.Header) {
 		}
 	}
 	for _, name := range hopHeaders {
-		h.Del(name)
+		delete(h, name) // in canonical form already: no conversion
 	}
 }
 

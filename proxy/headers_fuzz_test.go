@@ -48,3 +48,13 @@ func FuzzProtectConnection(f *testing.F) {
 		}
 	})
 }
+
+// TestHopHeadersCanonical: removeHopByHop deletes these names from header
+// maps as they are written, which finds them only in canonical form.
+func TestHopHeadersCanonical(t *testing.T) {
+	for _, name := range hopHeaders {
+		if c := http.CanonicalHeaderKey(name); c != name {
+			t.Errorf("%q is not canonical; write it %q", name, c)
+		}
+	}
+}

@@ -17,6 +17,11 @@ type Metrics struct {
 	allowed    *prometheus.CounterVec
 	denied     *prometheus.CounterVec
 	inFlight   prometheus.Gauge
+
+	// The series every negotiate touches, looked up once rather than by
+	// hashing their label values on each request.
+	byOutcome map[string]prometheus.Counter
+	upstreamO [2][2]prometheus.Observer // by route (negotiate, other) and result (response, error)
 }
 
 // NewMetrics registers the proxy's metrics with reg.
@@ -45,11 +50,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.negotiates, m.upstreamS, m.allowed, m.denied, m.inFlight)
+	m.byOutcome = make(map[string]prometheus.Counter, len(Outcomes()))
+	for _, o := range Outcomes() {
+		m.byOutcome[o] = m.negotiates.WithLabelValues(o)
+	}
+	for i, route := range [...]string{"negotiate", "other"} {
+		for j, result := range [...]string{"response", "error"} {
+			m.upstreamO[i][j] = m.upstreamS.WithLabelValues(route, result)
+		}
+	}
 	return m
 }
 
 func (m *Metrics) negotiate(outcome string) {
 	if m == nil {
+		return
+	}
+	if c, ok := m.byOutcome[outcome]; ok {
+		c.Inc()
 		return
 	}
 	m.negotiates.WithLabelValues(outcome).Inc()
@@ -73,13 +91,17 @@ func (m *Metrics) inFlightAdd(d float64) {
 	m.inFlight.Add(d)
 }
 
+// upstream observes an upstream round trip; route is "negotiate" or "other".
 func (m *Metrics) upstream(route string, err error, d time.Duration) {
 	if m == nil {
 		return
 	}
-	result := "response"
-	if err != nil {
-		result = "error"
+	i, j := 0, 0
+	if route == "other" {
+		i = 1
 	}
-	m.upstreamS.WithLabelValues(route, result).Observe(d.Seconds())
+	if err != nil {
+		j = 1
+	}
+	m.upstreamO[i][j].Observe(d.Seconds())
 }

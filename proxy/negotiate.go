@@ -98,14 +98,16 @@ func (h *Handler) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 	if ce == nil {
 		return
 	}
-	fields := []zap.Field{
+	// Room for every field, so that the slice is made once.
+	fields := make([]zap.Field, 0, 10)
+	fields = append(fields,
 		zap.String("request_id", r.Header.Get(headerRequestID)),
 		zap.String("outcome", o.name),
 		zap.Int("status", rec.status()),
 		zap.String("method", r.Method),
 		zap.String("path", r.URL.Path),
 		zap.Duration("latency", h.cfg.Now().Sub(start)),
-	}
+	)
 	if o.user != "" {
 		fields = append(fields, zap.String("user", o.user), zap.String("provider", o.provider))
 	}
@@ -379,7 +381,13 @@ func (h *Handler) passStatus(w http.ResponseWriter, r *http.Request, resp *http.
 // reads the whole answer, bounded. When it fails it has answered the caller
 // already and returns the outcome; otherwise the outcome's name is empty.
 func (h *Handler) roundTrip(ctx context.Context, w http.ResponseWriter, r *http.Request) (*http.Response, []byte, outcome) {
-	out := r.Clone(ctx)
+	// A shallow copy with its own URL and headers, the only parts changed
+	// below, as Request.Clone would make them; the headers with room for
+	// those added, so that the map is not grown (and copied) again.
+	out := r.WithContext(ctx)
+	u := *r.URL
+	out.URL = &u
+	out.Header = cloneHeader(r.Header, 4)
 	out.RequestURI = ""
 	out.Close = false
 	removeHopByHop(out.Header)
@@ -428,6 +436,26 @@ func (h *Handler) upstreamFailed(w http.ResponseWriter, r *http.Request, ctx con
 		writeProblem(w, r, http.StatusBadGateway, "Bad gateway", "The app did not answer.")
 	}
 	return outcome{name: name, reason: reason, err: err}
+}
+
+// cloneHeader is http.Header.Clone with room for extra more names.
+func cloneHeader(h http.Header, extra int) http.Header {
+	n := 0
+	for _, vv := range h {
+		n += len(vv)
+	}
+	values := make([]string, n) // one array for all values, as Clone does
+	out := make(http.Header, len(h)+extra)
+	for k, vv := range h {
+		if vv == nil {
+			out[k] = nil
+			continue
+		}
+		n := copy(values, vv)
+		out[k] = values[:n:n]
+		values = values[n:]
+	}
+	return out
 }
 
 // copyHeader adds every header of src to dst.

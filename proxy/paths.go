@@ -57,5 +57,10 @@ func (m *Matcher) Match(urlPath string) bool {
 // trailing slash.
 func normalize(p string) string {
 	p = strings.ToLower(strings.ReplaceAll(p, `\`, "/"))
-	return strings.TrimSuffix(path.Clean("/"+p), "/")
+	if !strings.HasPrefix(p, "/") {
+		// Clean collapses repeated slashes, so a rooted path needs no
+		// second one in front, and a path already clean costs no copy.
+		p = "/" + p
+	}
+	return strings.TrimSuffix(path.Clean(p), "/")
 }

@@ -15,18 +15,22 @@ const headerRequestID = "X-Request-Id" // canonical form: see the identity heade
 // through every log. W3C traceparent headers are left alone: they pass
 // through untouched.
 func ensureRequestID(w http.ResponseWriter, r *http.Request) {
-	id := r.Header.Get(headerRequestID)
-	if len(r.Header.Values(headerRequestID)) != 1 || !validRequestID(id) {
+	vv := r.Header[headerRequestID]
+	if len(vv) != 1 || !validRequestID(vv[0]) {
 		// A request id correlates log lines; it guards nothing, so it
 		// needs uniqueness, not secrecy: the runtime's per-thread
 		// generator gives that without a system call.
 		var b [16]byte
 		binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
 		binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
-		id = hex.EncodeToString(b[:])
-		r.Header.Set(headerRequestID, id)
+		var text [32]byte
+		hex.Encode(text[:], b[:])
+		vv = []string{string(text[:])}
+		r.Header[headerRequestID] = vv
 	}
-	w.Header().Set(headerRequestID, id)
+	// The request's value serves the response too: header values are
+	// replaced, never changed in place.
+	w.Header()[headerRequestID] = vv[:1:1]
 }
 
 // validRequestID accepts up to 128 visible ASCII characters, so that an id

@@ -72,11 +72,12 @@ func (r *Rewriter) checkIssued(obj object, t *token, aud *url.URL, k Key) (Token
 	if t.alg != 0 {
 		return TokenRequest{}, fail(ReasonUnverified, "a token the sidecar cannot verify must be HS256, as the service signs them")
 	}
-	for _, m := range t.headerClaims {
+	hdr := t.headerObject()
+	for _, m := range hdr {
 		switch m.name {
 		case "alg":
 		case "typ", "kid":
-			s, _, err := t.headerClaims.stringValue(m.name)
+			s, _, err := hdr.stringValue(m.name)
 			if err != nil || m.name == "typ" && s != "JWT" {
 				return TokenRequest{}, fail(ReasonUnverified, "the header's %s is not what the service writes", m.name)
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -26,11 +27,18 @@ type object []member
 // reader sees one way and another reader another way is how checks get
 // bypassed.
 //
-// The whole text is validated first (json.Valid allocates nothing); the
+// The whole text is validated first (validJSON, as json.Valid, allocates
+// nothing for objects nested less than 32 deep); the
 // members are then cut out of it by a scanner that may rely on that validity.
 // The values alias data, which must not change while the object is in use.
 func parseObject(data []byte) (object, error) {
-	if !json.Valid(data) {
+	return appendObject(make(object, 0, 8), data)
+}
+
+// appendObject is parseObject appending the members to dst, so that a caller
+// that keeps the object only briefly can lend it room on its stack.
+func appendObject(dst object, data []byte) (object, error) {
+	if !validJSON(data) {
 		var v any
 		err := json.Unmarshal(data, &v) // only for its message
 		return nil, fmt.Errorf("not JSON: %w", err)
@@ -39,7 +47,7 @@ func parseObject(data []byte) (object, error) {
 	if data[i] != '{' {
 		return nil, errors.New("not a JSON object")
 	}
-	obj := make(object, 0, 8)
+	obj := dst
 	i = skipSpace(data, i+1)
 	for data[i] != '}' {
 		end := skipString(data, i)
@@ -69,21 +77,63 @@ func parseObject(data []byte) (object, error) {
 // encoding/json decodes them (invalid UTF-8 becoming U+FFFD), so that two
 // names that decode alike count as duplicates.
 func decodeName(raw []byte) (string, error) {
-	plain := true
-	for _, c := range raw {
-		if c == '\\' || c >= 0x80 {
-			plain = false
-			break
-		}
-	}
-	if plain {
-		return string(raw[1 : len(raw)-1]), nil
+	if plain(raw) {
+		return knownName(raw[1 : len(raw)-1]), nil
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return "", fmt.Errorf("not JSON: %w", err)
 	}
 	return s, nil
+}
+
+// knownName returns b as a string, without allocating for the names that
+// every negotiate body, token header and token payload carries: a body's
+// dozen of them would otherwise cost a dozen allocations per negotiate.
+func knownName(b []byte) string {
+	switch string(b) { // compared without conversion
+	case "url":
+		return "url"
+	case "accessToken":
+		return "accessToken"
+	case "AccessToken":
+		return "AccessToken"
+	case "Url":
+		return "Url"
+	case "baseUrl":
+		return "baseUrl"
+	case "token":
+		return "token"
+	case "alg":
+		return "alg"
+	case "typ":
+		return "typ"
+	case "kid":
+		return "kid"
+	case "aud":
+		return "aud"
+	case "exp":
+		return "exp"
+	case "nbf":
+		return "nbf"
+	case "iat":
+		return "iat"
+	case "iss":
+		return "iss"
+	case "sub":
+		return "sub"
+	case "jti":
+		return "jti"
+	case "role":
+		return "role"
+	case "asrs.s.uid":
+		return "asrs.s.uid"
+	case "asrs.s.aut":
+		return "asrs.s.aut"
+	case "nameid":
+		return "nameid"
+	}
+	return string(b)
 }
 
 func skipSpace(data []byte, i int) int {
@@ -139,7 +189,8 @@ func (o object) index(name string) int {
 	return -1
 }
 
-// set replaces the value of name in place, or inserts it first when absent.
+// set replaces the value of name in place, or inserts it first when absent,
+// in o's spare capacity when it has some.
 // First, because the Azure SDKs write their system claims ahead of the
 // registered ones, and a reader of the token finds the user id where it
 // expects it.
@@ -148,7 +199,7 @@ func (o object) set(name string, value json.RawMessage) object {
 		o[i].value = value
 		return o
 	}
-	return append(object{{name: name, value: value}}, o...)
+	return slices.Insert(o, 0, member{name: name, value: value})
 }
 
 // stringValue returns the decoded string value of name. ok is false when the
@@ -167,6 +218,36 @@ func (o object) stringValue(name string) (s string, ok bool, err error) {
 		return "", true, fmt.Errorf("member %q is not a string", name)
 	}
 	return s, true, nil
+}
+
+// stringEquals reports whether name is present, and whether its value is a
+// string equal to want, as stringValue would decode it. A value without
+// escapes or non-ASCII bytes is compared where it lies.
+func (o object) stringEquals(name, want string) (present, equal bool) {
+	i := o.index(name)
+	if i < 0 {
+		return false, false
+	}
+	v := o[i].value
+	if len(v) < 2 || v[0] != '"' {
+		return true, false
+	}
+	if plain(v) {
+		return true, string(v[1:len(v)-1]) == want
+	}
+	s, _, err := o.stringValue(name)
+	return true, err == nil && s == want
+}
+
+// plain reports whether a JSON string's text decodes to itself: no
+// escapes, only ASCII.
+func plain(raw []byte) bool {
+	for _, c := range raw {
+		if c == '\\' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // appendJSON writes the object compactly.

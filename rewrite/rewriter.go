@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"net/url"
 	"slices"
 	"strings"
@@ -418,7 +417,7 @@ func (r *Rewriter) RewriteContext(ctx context.Context, body []byte, c Caller) ([
 	for _, cp := range copies {
 		i := obj.index(cp.member)
 		if !cp.inURL {
-			obj[i].value = appendQuoted(nil, newToken)
+			obj[i].value = appendQuoted(make([]byte, 0, len(newToken)+2), newToken)
 			continue
 		}
 		u := cp.url
@@ -549,24 +548,51 @@ func urlToken(obj object, name string) (*url.URL, string, bool, error) {
 type token struct {
 	raw    string
 	header string // the header segment, kept byte for byte
-	signed string // header "." payload, the signing input
+	signed []byte // header "." payload, the signing input
 	alg    hmacAlg
 	sig    []byte
+	mac    []byte // room for a MAC computed to check sig
 	claims object
-	// headerClaims are the header's members, for tokens whose kid changes.
-	headerClaims object
+	// headerJSON is the decoded header, read again only for tokens the
+	// sidecar cannot verify (see headerObject).
+	headerJSON []byte
+}
+
+// headerObject returns the header's members. parseToken read them once
+// already, so this cannot fail; they are not kept, as only tokens of
+// endpoints reached with Microsoft Entra ID need them again.
+func (t *token) headerObject() object {
+	o, _ := parseObject(t.headerJSON)
+	return o
 }
 
 func parseToken(raw string) (*token, error) {
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return nil, fail(ReasonMalformedToken, "the token has %d segments, not 3", len(parts))
+	headerSeg, rest, _ := strings.Cut(raw, ".")
+	payloadSeg, sigSeg, _ := strings.Cut(rest, ".")
+	if n := strings.Count(raw, ".") + 1; n != 3 {
+		return nil, fail(ReasonMalformedToken, "the token has %d segments, not 3", n)
 	}
-	headerJSON, err := base64.RawURLEncoding.DecodeString(parts[0])
+	// One buffer holds the token's bytes and its three decoded segments,
+	// which all live as long as the token: one allocation, not five. Its
+	// capacity is exact, so that decoding appends never move it.
+	enc := base64.RawURLEncoding
+	signedLen := len(headerSeg) + 1 + len(payloadSeg)
+	buf := make([]byte, 0, len(raw)+enc.DecodedLen(len(headerSeg))+enc.DecodedLen(len(payloadSeg))+enc.DecodedLen(len(sigSeg))+sha512.Size)
+	buf = append(buf, raw...)
+	seg := func(start, n int) []byte { return buf[start : start+n : start+n] }
+	decode := func(src []byte) ([]byte, error) {
+		start := len(buf)
+		var err error
+		buf, err = enc.AppendDecode(buf, src)
+		return buf[start:len(buf):len(buf)], err
+	}
+	signed := seg(0, signedLen)
+	headerJSON, err := decode(seg(0, len(headerSeg)))
 	if err != nil {
 		return nil, fail(ReasonMalformedToken, "header segment: %v", err)
 	}
-	header, err := parseObject(headerJSON)
+	var members [8]member
+	header, err := appendObject(members[:0], headerJSON)
 	if err != nil {
 		return nil, fail(ReasonMalformedToken, "header: %v", err)
 	}
@@ -578,11 +604,11 @@ func parseToken(raw string) (*token, error) {
 	if !ok {
 		return nil, fail(ReasonMalformedToken, "alg %q is not an HMAC algorithm", alg)
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	sig, err := decode(seg(signedLen+1, len(sigSeg)))
 	if err != nil {
 		return nil, fail(ReasonMalformedToken, "signature segment: %v", err)
 	}
-	payloadJSON, err := base64.RawURLEncoding.DecodeString(parts[1])
+	payloadJSON, err := decode(seg(len(headerSeg)+1, len(payloadSeg)))
 	if err != nil {
 		return nil, fail(ReasonMalformedToken, "payload segment: %v", err)
 	}
@@ -591,13 +617,14 @@ func parseToken(raw string) (*token, error) {
 		return nil, fail(ReasonMalformedToken, "payload: %v", err)
 	}
 	return &token{
-		raw:          raw,
-		header:       parts[0],
-		signed:       raw[:len(parts[0])+1+len(parts[1])],
-		alg:          hmacAlg,
-		sig:          sig,
-		claims:       claims,
-		headerClaims: header,
+		raw:        raw,
+		header:     headerSeg,
+		signed:     signed,
+		alg:        hmacAlg,
+		sig:        sig,
+		mac:        buf[len(buf):len(buf):cap(buf)],
+		claims:     claims,
+		headerJSON: headerJSON,
 	}, nil
 }
 
@@ -625,7 +652,7 @@ func (r *Rewriter) resolve(obj object, t *token) (signer, error) {
 		return signer{}, err
 	}
 	audName, audPort := splitHost(CanonicalHost(aud))
-	var candidates []Key
+	candidates := make([]Key, 0, 4)
 	for _, k := range r.keys {
 		if slices.ContainsFunc(k.Hosts, func(h string) bool {
 			name, port := splitHost(h)
@@ -637,7 +664,12 @@ func (r *Rewriter) resolve(obj object, t *token) (signer, error) {
 	if len(candidates) == 0 {
 		return signer{}, fail(ReasonUnknownEndpoint, "the token's audience host %q is not a configured endpoint", CanonicalHost(aud))
 	}
-	client := r.clientHost(obj)
+	// Narrowing one candidate would leave it or nothing, and nothing
+	// means no narrowing: the client URL matters only among several.
+	var client string
+	if len(candidates) > 1 {
+		client = r.clientHost(obj)
+	}
 	if client != "" {
 		named := slices.DeleteFunc(slices.Clone(candidates), func(k Key) bool { return !k.sendsClientsTo(client) })
 		if len(named) > 0 {
@@ -648,14 +680,16 @@ func (r *Rewriter) resolve(obj object, t *token) (signer, error) {
 		if len(k.Secret) == 0 {
 			continue
 		}
-		var buf [sha512.Size]byte
-		if hmac.Equal(t.sig, r.macs.sign(buf[:0], t.alg, k.Secret, t.signed)) {
+		if hmac.Equal(t.sig, r.macs.sign(t.mac[:0], t.alg, k.Secret, t.signed)) {
 			return signer{key: k, secret: k.Secret}, nil
 		}
 	}
 	entra := slices.DeleteFunc(candidates, func(k Key) bool { return len(k.Secret) > 0 })
 	if len(entra) == 0 {
 		return signer{}, fail(ReasonSignature, "the token for %q is not signed by a configured access key", CanonicalHost(aud))
+	}
+	if client == "" {
+		client = r.clientHost(obj) // not read above for a single candidate
 	}
 	return r.resolveEntra(obj, t, aud, client, entra)
 }
@@ -706,8 +740,7 @@ func (r *Rewriter) resolveEntra(obj object, t *token, aud *url.URL, client strin
 		return signer{}, err
 	}
 	if kid == own.ID {
-		var buf [sha512.Size]byte
-		if !hmac.Equal(t.sig, r.macs.sign(buf[:0], t.alg, own.Secret, t.signed)) {
+		if !hmac.Equal(t.sig, r.macs.sign(t.mac[:0], t.alg, own.Secret, t.signed)) {
 			return signer{}, fail(ReasonSignature, "the token for %q has the kid of the sidecar's own key but not its signature", CanonicalHost(aud))
 		}
 		return signer{key: k, secret: own.Secret}, nil
@@ -738,8 +771,10 @@ func (r *Rewriter) clientHost(obj object) string {
 // with the key that verified. The header segment is kept byte for byte;
 // every other claim keeps its exact text.
 func (r *Rewriter) resign(t *token, sg signer, c Caller) (string, error) {
-	claims := slices.Clone(t.claims)
-	uid := appendQuoted(nil, c.UserID)
+	// Room for every claim the user id and the Options may add, so that
+	// none of them moves the slice again.
+	claims := append(make(object, 0, len(t.claims)+len(r.forward)+3), t.claims...)
+	uid := appendQuoted(make([]byte, 0, len(c.UserID)+2), c.UserID)
 	claims = claims.set(r.format.UserClaim, uid)
 	for _, name := range r.format.LegacyUserClaims {
 		if i := claims.index(name); i >= 0 {
@@ -750,20 +785,33 @@ func (r *Rewriter) resign(t *token, sg signer, c Caller) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	payload := base64.RawURLEncoding.EncodeToString(claims.appendJSON(nil))
+	var scratch [1024]byte
+	payload := claims.appendJSON(scratch[:0])
 	header := t.header
 	if sg.kid != "" {
-		h := slices.Clone(t.headerClaims)
-		h = h.set("kid", appendQuoted(nil, sg.kid))
+		// A token the sidecar could not verify is signed under its own
+		// key's kid; every other header member is kept.
+		h := t.headerObject().set("kid", appendQuoted(nil, sg.kid))
 		header = base64.RawURLEncoding.EncodeToString(h.appendJSON(nil))
 	}
-	unsigned := header + "." + payload
-	var buf [sha512.Size]byte
-	out := unsigned + "." + base64.RawURLEncoding.EncodeToString(r.macs.sign(buf[:0], t.alg, sg.secret, unsigned))
-	if len(out) > r.maxLen {
-		return "", fail(ReasonTooLong, "the rewritten token has %d characters; the limit for %s is %d", len(out), r.format.Name, r.maxLen)
+	// The token is built in one buffer of its exact size: header, payload,
+	// then the signature of the two.
+	enc := base64.RawURLEncoding
+	size := len(header) + 1 + enc.EncodedLen(len(payload)) + 1 + enc.EncodedLen(t.alg.size())
+	if size > r.maxLen {
+		return "", fail(ReasonTooLong, "the rewritten token has %d characters; the limit for %s is %d", size, r.format.Name, r.maxLen)
 	}
-	return out, nil
+	out := make([]byte, 0, size)
+	out = append(out, header...)
+	out = append(out, '.')
+	out = enc.AppendEncode(out, payload)
+	// The MAC lands in the buffer's spare room, then moves to the stack
+	// while its encoding takes that room: no allocation of its own.
+	var mac [sha512.Size]byte
+	n := copy(mac[:], r.macs.sign(out[len(out):], t.alg, sg.secret, out))
+	out = append(out, '.')
+	out = enc.AppendEncode(out, mac[:n])
+	return string(out), nil
 }
 
 // audience returns the token's aud as a URL. The aud is read, never rebuilt
@@ -773,19 +821,35 @@ func audience(claims object) (*url.URL, error) {
 	if i < 0 {
 		return nil, fail(ReasonMalformedToken, "the token has no aud claim")
 	}
-	var aud string
-	if err := json.Unmarshal(claims[i].value, &aud); err != nil {
-		var list []string
-		if err := json.Unmarshal(claims[i].value, &list); err != nil || len(list) != 1 {
-			return nil, fail(ReasonMalformedToken, "the aud claim is not a single string")
-		}
-		aud = list[0]
+	aud, err := audienceText(claims[i].value)
+	if err != nil {
+		return nil, err
 	}
 	u, err := url.Parse(aud)
 	if err != nil || u.Host == "" {
 		return nil, fail(ReasonMalformedToken, "the aud claim %q is not an absolute URL", aud)
 	}
 	return u, nil
+}
+
+// audienceText decodes an aud value: a string, or a list of one.
+func audienceText(v json.RawMessage) (string, error) {
+	if len(v) > 0 && v[0] == '"' {
+		// A string, as the SDKs write it: decoded as json.Unmarshal
+		// would, without its reflection.
+		if s, err := decodeName(v); err == nil {
+			return s, nil
+		}
+	}
+	var aud string
+	if err := json.Unmarshal(v, &aud); err != nil {
+		var list []string
+		if err := json.Unmarshal(v, &list); err != nil || len(list) != 1 {
+			return "", fail(ReasonMalformedToken, "the aud claim is not a single string")
+		}
+		aud = list[0]
+	}
+	return aud, nil
 }
 
 // splitHost splits a host as CanonicalHost gives it into its lowercase
@@ -823,6 +887,9 @@ func hmacAlgOf(alg string) (hmacAlg, bool) {
 	return 0, false
 }
 
+// size is the length of the algorithm's MAC in bytes.
+func (a hmacAlg) size() int { return [...]int{sha256.Size, sha512.Size384, sha512.Size}[a] }
+
 func (a hmacAlg) hash() func() hash.Hash {
 	return [...]func() hash.Hash{sha256.New, sha512.New384, sha512.New}[a]
 }
@@ -843,7 +910,7 @@ func newMACPools(keys []Key) macPools {
 }
 
 // sign appends the HMAC of signingInput under key to dst.
-func (p macPools) sign(dst []byte, alg hmacAlg, key []byte, signingInput string) []byte {
+func (p macPools) sign(dst []byte, alg hmacAlg, key []byte, signingInput []byte) []byte {
 	pools := p[string(key)]
 	var mac hash.Hash
 	if pools != nil {
@@ -854,7 +921,7 @@ func (p macPools) sign(dst []byte, alg hmacAlg, key []byte, signingInput string)
 	} else {
 		mac.Reset()
 	}
-	_, _ = io.WriteString(mac, signingInput)
+	_, _ = mac.Write(signingInput)
 	dst = mac.Sum(dst)
 	if pools != nil {
 		pools[alg].Put(mac)

@@ -63,17 +63,18 @@ func foreignToken(text []byte, f Format, userID string, depth int) bool {
 // token does, whatever the case they are spelt in. A payload that cannot be
 // read names no one.
 func namesUser(payloadSeg []byte, f Format, userID string) bool {
-	payload := make([]byte, base64.RawURLEncoding.DecodedLen(len(payloadSeg)))
-	n, err := base64.RawURLEncoding.Decode(payload, payloadSeg)
+	payload, err := base64.RawURLEncoding.AppendDecode(make([]byte, 0, base64.RawURLEncoding.DecodedLen(len(payloadSeg))), payloadSeg)
 	if err != nil {
 		return false
 	}
-	claims, err := parseObject(payload[:n])
+	// The claims are read where they lie, in room on the stack: judging
+	// a token costs the one allocation of its decoded payload.
+	var members [16]member
+	claims, err := appendObject(members[:0], payload)
 	if err != nil {
 		return false
 	}
-	got, ok, err := claims.stringValue(f.UserClaim)
-	if !ok || err != nil || got != userID {
+	if present, equal := claims.stringEquals(f.UserClaim, userID); !present || !equal {
 		return false
 	}
 	// Readers that look claims up without regard to case (.NET's
@@ -98,7 +99,8 @@ func namesUser(payloadSeg []byte, f Format, userID string) bool {
 // before the brace), whatever follows. The first may carry other base64url
 // characters in front, in case a token is glued to a word.
 func forEachToken(text []byte, f func(payload []byte) bool) {
-	var segs [][]byte
+	var room [16][]byte
+	segs := room[:0]
 	for i := 0; i <= len(text); {
 		j := i
 		for j < len(text) && isBase64URL(text[j]) {
@@ -127,6 +129,13 @@ func forEachToken(text []byte, f func(payload []byte) bool) {
 // opensObject reports whether seg, decoded from base64url, starts with a
 // JSON object: optional JSON whitespace, then '{'. Only a prefix is decoded.
 func opensObject(seg []byte) bool {
+	// The first character holds the top six bits of the first byte, and
+	// only 'e' ('{'), 'I' (space), 'C' (tab, newline) and 'D' (carriage
+	// return) can start one: most segments (host names, words) are passed
+	// over without decoding.
+	if len(seg) < 2 || !mayOpenObject(seg[0]) {
+		return false
+	}
 	var buf [48]byte
 	for len(seg) >= 2 {
 		n := len(seg) &^ 3 // whole groups of four decode without padding trouble
@@ -152,6 +161,12 @@ func opensObject(seg []byte) bool {
 		seg = seg[n:] // whitespace so far: JSON allows any amount
 	}
 	return false
+}
+
+// mayOpenObject reports whether a segment starting with base64url character
+// c may decode to JSON whitespace or '{' first.
+func mayOpenObject(c byte) bool {
+	return c == 'e' || c == 'I' || c == 'C' || c == 'D'
 }
 
 // opensObjectWithin reports whether seg has a suffix that opensObject: a

@@ -105,3 +105,26 @@ func FuzzForeignToken(f *testing.F) {
 		}
 	})
 }
+
+// TestMayOpenObject holds the first-character filter of opensObject to what
+// decoding finds, for every pair of leading characters (two make the first
+// byte): a segment it passes over never decodes to JSON whitespace or '{'
+// first, and one it lets through can.
+func TestMayOpenObject(t *testing.T) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for _, c0 := range []byte(alphabet) {
+		opens := false
+		for _, c1 := range []byte(alphabet) {
+			b, err := base64.RawURLEncoding.DecodeString(string([]byte{c0, c1}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.IndexByte(" \t\n\r{", b[0]) >= 0 {
+				opens = true
+			}
+		}
+		if mayOpenObject(c0) != opens {
+			t.Errorf("mayOpenObject(%q) = %v, but a segment starting with it can open an object: %v", c0, mayOpenObject(c0), opens)
+		}
+	}
+}

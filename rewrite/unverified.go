@@ -27,7 +27,7 @@ var sdkSystemClaims = map[string]bool{
 
 // kid returns the header's kid, "" when it has none.
 func (t *token) kid() (string, error) {
-	kid, _, err := t.headerClaims.stringValue("kid")
+	kid, _, err := t.headerObject().stringValue("kid")
 	if err != nil {
 		return "", fail(ReasonMalformedToken, "header: %v", err)
 	}
@@ -55,11 +55,12 @@ func (r *Rewriter) checkUnverified(obj object, t *token, aud *url.URL, client st
 	if t.alg != 0 {
 		return fail(ReasonUnverified, "a token the sidecar cannot verify must be HS256, as the SDK signs them")
 	}
-	for _, m := range t.headerClaims {
+	hdr := t.headerObject()
+	for _, m := range hdr {
 		switch m.name {
 		case "alg", "kid":
 		case "typ":
-			if typ, _, err := t.headerClaims.stringValue("typ"); err != nil || typ != "JWT" {
+			if typ, _, err := hdr.stringValue("typ"); err != nil || typ != "JWT" {
 				return fail(ReasonUnverified, "the header's typ is not \"JWT\"")
 			}
 		default:

@@ -122,26 +122,27 @@ else
 fi
 wait_http "$plain/"
 
-# rps URL TOKENS: requests a second, the best of $rounds runs.
-rps() {
-	local best=0 r
-	for _ in $(seq "$rounds"); do
-		r=$(BENCH_TOKENS=$2 wrk -t1 -c"$conns" -d"$duration" -s test/bench/request.lua "$1" | awk '/^Requests\/sec:/ {print $2}')
-		best=$(awk -v a="$best" -v b="$r" 'BEGIN {print (b > a) ? b : a}')
-	done
-	echo "$best"
+# once URL TOKENS: requests a second in one wrk run.
+once() {
+	BENCH_TOKENS=$2 wrk -t1 -c"$conns" -d"$duration" -s test/bench/request.lua "$1" | awk '/^Requests\/sec:/ {print $2}'
 }
+best() { awk -v a="$1" -v b="$2" 'BEGIN {print (b > a) ? b : a}'; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 printf '%-44s %12s %12s %12s %10s %10s\n' workload "plain Go" nginx sidecar "/plain Go" "/nginx"
+# measure LABEL PATH TOKENS TARGET: the best of $rounds runs for each proxy,
+# the proxies taking turns within each round, so that a change in the
+# machine's load during the measurement falls on all of them alike.
 measure() {
 	local label=$1 path=$2 tokens=$3 target=$4
-	local p n s
-	p=$(rps "$plain$path" "$tokens")
-	n=-
-	[ -n "$ngx" ] && n=$(printf '%.0f' "$(rps "$ngx$path" "$tokens")")
-	s=$(rps "$target$path" "$tokens")
+	local p=0 n=0 s=0
+	for _ in $(seq "$rounds"); do
+		p=$(best "$p" "$(once "$plain$path" "$tokens")")
+		[ -n "$ngx" ] && n=$(best "$n" "$(once "$ngx$path" "$tokens")")
+		s=$(best "$s" "$(once "$target$path" "$tokens")")
+	done
+	[ -n "$ngx" ] && n=$(printf '%.0f' "$n") || n=-
 	printf '%-44s %12.0f %12s %12.0f %10s %10s\n' "$label" "$p" "$n" "$s" "$(ratio "$s" "$p")" "$( [ "$n" = - ] && echo - || ratio "$s" "$n")"
 }
 measure "negotiate, one caller token repeated" /api/negotiate "$work/tokens-1.txt" "$side"
