@@ -206,7 +206,7 @@ func checkEntra(ctx context.Context, r *report, format rewrite.Format, eps []rew
 		// should not keep its reader waiting for the SDK's schedule.
 		src, err := entra.NewSource(entra.Config{Entra: e.Entra, Credential: cred, Description: desc, Client: &http.Client{Timeout: 30 * time.Second}, Attempts: 1})
 		if err != nil {
-			r.fail(subject, err.Error(), "")
+			r.fail(subject, fmt.Sprintf("%s: %v", e.Entra.Source, err), "")
 			continue
 		}
 		fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -232,7 +232,7 @@ const checkHubUser = "check"
 func checkTokenClient(ctx context.Context, r *report, subject string, e *rewrite.Entra, cred azcore.TokenCredential, desc string) *entra.TokenClient {
 	tc, err := entra.NewTokenClient(entra.IssuerConfig{Entra: e, Credential: cred, Description: desc, Client: &http.Client{Timeout: 30 * time.Second}})
 	if err != nil {
-		r.fail(subject, err.Error(), "")
+		r.fail(subject, fmt.Sprintf("%s: %v", e.Source, err), "")
 		return nil
 	}
 	ictx, cancel := context.WithTimeout(ctx, 60*time.Second)
