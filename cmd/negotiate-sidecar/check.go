@@ -206,7 +206,7 @@ func checkEntra(ctx context.Context, r *report, format rewrite.Format, eps []rew
 		// should not keep its reader waiting for the SDK's schedule.
 		src, err := entra.NewSource(entra.Config{Entra: e.Entra, Credential: cred, Description: desc, Client: &http.Client{Timeout: 30 * time.Second}, Attempts: 1})
 		if err != nil {
-			r.fail(subject, err.Error(), "")
+			r.fail(subject, fmt.Sprintf("%s: %v", e.Entra.Source, err), "")
 			continue
 		}
 		fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -232,7 +232,7 @@ const checkHubUser = "check"
 func checkTokenClient(ctx context.Context, r *report, subject string, e *rewrite.Entra, cred azcore.TokenCredential, desc string) *entra.TokenClient {
 	tc, err := entra.NewTokenClient(entra.IssuerConfig{Entra: e, Credential: cred, Description: desc, Client: &http.Client{Timeout: 30 * time.Second}})
 	if err != nil {
-		r.fail(subject, err.Error(), "")
+		r.fail(subject, fmt.Sprintf("%s: %v", e.Source, err), "")
 		return nil
 	}
 	ictx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -267,9 +267,23 @@ func entraHint(err error) string {
 	case errors.As(err, &ke) && ke.Status == 0:
 		return "check that this machine (and the pod) can reach the endpoint"
 	case errors.As(err, &te):
-		return "the identity could not sign in: in AKS check the workload identity label and ServiceAccount annotation; elsewhere that the managed identity is assigned to the host"
+		return signInHint(te.Identity)
 	}
 	return "the sidecar keeps retrying every 5 minutes, and is not ready until it holds a key"
+}
+
+// signInHint says what to look at when the identity, as entra.Credential
+// describes it, got no Microsoft Entra token.
+func signInHint(identity string) string {
+	switch {
+	case strings.HasPrefix(identity, "workload identity"):
+		return "the identity could not sign in with the pod's federated token: check that the identity's federated credential names the cluster's OIDC issuer and the subject system:serviceaccount:<namespace>:<ServiceAccount> of this pod"
+	case strings.HasPrefix(identity, "system-assigned managed identity"), strings.HasPrefix(identity, "managed identity"):
+		return "the managed identity endpoint gave no token: assign the identity to the host (a user-assigned one named by its client id); in AKS with workload identity, give the app and the sidecar AuthType=azure or credential=workloadidentity instead"
+	case strings.HasPrefix(identity, "service principal"):
+		return "the service principal could not sign in: check TenantId, ClientId and that the secret or certificate is current"
+	}
+	return "the identity could not sign in: in AKS check the workload identity label and ServiceAccount annotation; elsewhere that the managed identity is assigned to the host"
 }
 
 // checkEndpoint is checkEndpoints for one endpoint.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite/entra"
 	"github.com/negotiate-sidecar/negotiate-sidecar/rewrite/entra/entratest"
 )
 
@@ -172,5 +174,24 @@ func TestCheckMicrosoftEntraID(t *testing.T) {
 				t.Errorf("check returned %v; report lacks %q:\n%s", err, want, stdout.String())
 			}
 		})
+	}
+}
+
+// TestSignInHint: when the identity gets no Microsoft Entra token, check's
+// advice fits the kind of identity the settings chose.
+func TestSignInHint(t *testing.T) {
+	tests := []struct{ identity, want string }{
+		{"workload identity with client id c", "federated credential names the cluster's OIDC issuer"},
+		{"workload identity with client id c, then managed identity with client id c", "federated credential"},
+		{"system-assigned managed identity", "the managed identity endpoint gave no token"},
+		{"managed identity with client id c", "the managed identity endpoint gave no token"},
+		{"service principal c of tenant t (client secret)", "check TenantId, ClientId"},
+		{"DefaultAzureCredential", "in AKS check the workload identity label"},
+	}
+	for _, tt := range tests {
+		err := fmt.Errorf("fetching: %w", &entra.TokenError{Identity: tt.identity, Err: errors.New("refused")})
+		if got := entraHint(err); !strings.Contains(got, tt.want) {
+			t.Errorf("hint for %s: %q, want one with %q", tt.identity, got, tt.want)
+		}
 	}
 }

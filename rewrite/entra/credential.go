@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -127,6 +128,25 @@ func managedIdentity(clientID, resourceID string, o Options) (azcore.TokenCreden
 }
 
 func workloadIdentity(clientID, tenantID, tokenFile string, o Options) (azcore.TokenCredential, string, error) {
+	// azidentity names only the first missing value, and in its own terms
+	// ("set ClientID in the options"): name them all, as they are set.
+	var missing []string
+	for _, v := range []struct{ value, env, setting string }{
+		{clientID, "AZURE_CLIENT_ID", "clientId"},
+		{tenantID, "AZURE_TENANT_ID", "tenantId"},
+		{tokenFile, "AZURE_FEDERATED_TOKEN_FILE", "tokenFilePath"},
+	} {
+		if v.value == "" && o.Getenv(v.env) == "" {
+			missing = append(missing, fmt.Sprintf("%s (or the %s setting)", v.env, v.setting))
+		}
+	}
+	if len(missing) > 0 {
+		verb := "is"
+		if len(missing) > 1 {
+			verb = "are"
+		}
+		return nil, "", fmt.Errorf("workload identity: %s %s not set; in AKS the workload identity webhook sets them in every container of a pod labelled azure.workload.identity/use: \"true\" whose ServiceAccount is annotated with azure.workload.identity/client-id (a pod created before either needs to be created again)", strings.Join(missing, ", "), verb)
+	}
 	c, err := azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
 		ClientOptions: o.ClientOptions, ClientID: clientID, TenantID: tenantID, TokenFilePath: tokenFile,
 		DisableInstanceDiscovery: o.DisableInstanceDiscovery,

@@ -163,7 +163,10 @@ func TestCredentialErrors(t *testing.T) {
 			"ClientCert: open /nonexistent/cert.pem: no such file or directory (it names a PEM file holding the certificate and its private key)"},
 		{"workload identity outside AKS", rewrite.NamedConnectionString{Source: "s", Identity: map[string]string{
 			"serviceuri": "https://x.service.signalr.net", "credential": "workloadidentity"}},
-			"label the pod azure.workload.identity/use"},
+			"workload identity: AZURE_CLIENT_ID (or the clientId setting), AZURE_TENANT_ID (or the tenantId setting), AZURE_FEDERATED_TOKEN_FILE (or the tokenFilePath setting) are not set; in AKS the workload identity webhook sets them in every container of a pod labelled azure.workload.identity/use"},
+		{"workload identity without a token file", rewrite.NamedConnectionString{Source: "s", Identity: map[string]string{
+			"serviceuri": "https://x.service.signalr.net", "credential": "workloadidentity", "clientid": "c", "tenantid": "t"}},
+			"workload identity: AZURE_FEDERATED_TOKEN_FILE (or the tokenFilePath setting) is not set;"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

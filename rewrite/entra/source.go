@@ -90,7 +90,7 @@ func NewSource(cfg Config) (*Source, error) {
 		return nil, fmt.Errorf("entra: key URL: %w", err)
 	}
 	if u.Scheme != "https" && !isLoopback(u.Hostname()) {
-		return nil, fmt.Errorf("%s: the key API at %s must be https (http only on loopback): the request carries the identity's token", cfg.Entra.Source, u.Redacted())
+		return nil, fmt.Errorf("the key API at %s must be https (http only on loopback): the request carries the identity's token", u.Redacted())
 	}
 	cfg.Client = withoutRedirects(cfg.Client)
 	if cfg.Logger == nil {

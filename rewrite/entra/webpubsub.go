@@ -67,7 +67,7 @@ func NewTokenClient(cfg IssuerConfig) (*TokenClient, error) {
 	}
 	base := *cfg.Entra.Endpoint
 	if base.Scheme != "https" && !isLoopback(base.Hostname()) {
-		return nil, fmt.Errorf("%s: the Web PubSub endpoint %s must be https (http only on loopback): the request carries the identity's token", cfg.Entra.Source, base.Redacted())
+		return nil, fmt.Errorf("the Web PubSub endpoint %s must be https (http only on loopback): the request carries the identity's token", base.Redacted())
 	}
 	base.Path, base.RawPath = strings.TrimRight(base.Path, "/"), ""
 	cfg.Client = withoutRedirects(cfg.Client)
