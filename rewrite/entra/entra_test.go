@@ -564,3 +564,26 @@ func TestNoRedirectCarriesTheBearerToken(t *testing.T) {
 		t.Errorf("the redirect's target was asked %d times", n)
 	}
 }
+
+// TestRunSaysWhenItTriesAgain: after a failed fetch, readiness's reason
+// says when the next one comes.
+func TestRunSaysWhenItTriesAgain(t *testing.T) {
+	svc, token := grantedService(t)
+	svc.SetStatus(http.StatusForbidden)
+	src := newSource(t, svc.URL(), &staticCredential{token: token}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); src.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := src.SigningKey()
+		if err != nil && strings.Contains(err.Error(), "(next try in 5m0s)") && strings.Contains(err.Error(), "answered 403") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SigningKey() error %v: want the 403 and when the next try comes", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

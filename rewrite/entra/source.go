@@ -72,6 +72,7 @@ type Source struct {
 	// way: readiness shows it at once rather than after the last attempt,
 	// which can be minutes later.
 	tryErr   error
+	next     time.Time // when Run fetches again after a failure; zero otherwise
 	failures int
 	loaded   chan struct{} // closed when the first fetch ends, success or not
 	once     sync.Once
@@ -141,14 +142,23 @@ func (s *Source) SigningKey() (rewrite.SigningKey, error) {
 			return rewrite.SigningKey{}, fmt.Errorf("no key yet, trying again: %w", s.tryErr)
 		}
 		if s.lastErr != nil {
-			return rewrite.SigningKey{}, fmt.Errorf("no key yet: %w", s.lastErr)
+			return rewrite.SigningKey{}, fmt.Errorf("no key yet%s: %w", s.nextTry(), s.lastErr)
 		}
 		return rewrite.SigningKey{}, errors.New("no key yet: the first one is being fetched")
 	}
 	if age := s.cfg.Now().Sub(s.fetched); age > KeyLifetime {
-		return rewrite.SigningKey{}, fmt.Errorf("the key is %s old, past the service's %s: %w", age.Round(time.Second), KeyLifetime, s.lastErr)
+		return rewrite.SigningKey{}, fmt.Errorf("the key is %s old, past the service's %s%s: %w", age.Round(time.Second), KeyLifetime, s.nextTry(), s.lastErr)
 	}
 	return s.key, nil
+}
+
+// nextTry says when Run fetches again after a failure, for messages; ""
+// when it is not waiting to.
+func (s *Source) nextTry() string {
+	if s.next.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf(" (next try in %s)", max(0, s.next.Sub(s.cfg.Now())).Round(time.Second))
 }
 
 // Status is what readiness and metrics show of a Source.
@@ -178,9 +188,16 @@ func (s *Source) Loaded() <-chan struct{} { return s.loaded }
 func (s *Source) Run(ctx context.Context) {
 	for {
 		wait := RefreshInterval
-		if _, err := s.Fetch(ctx); err != nil {
+		_, err := s.Fetch(ctx)
+		var next time.Time
+		if err != nil {
 			wait = RetryInterval
+			next = s.cfg.Now().Add(wait)
+			s.cfg.Logger.Info("trying again for a key later", zap.String("endpoint", s.Endpoint()), zap.Duration("in", wait))
 		}
+		s.mu.Lock()
+		s.next = next
+		s.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
@@ -211,6 +228,7 @@ func (s *Source) Fetch(ctx context.Context) (rewrite.SigningKey, error) {
 			s.mu.Lock()
 			s.tryErr = err
 			s.mu.Unlock()
+			s.cfg.Logger.Info("a key request failed; trying again", zap.String("endpoint", s.Endpoint()), zap.Duration("in", s.cfg.RetryDelay), zap.Error(err))
 		}
 	}
 	return key, s.record(key, err)
