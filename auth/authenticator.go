@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -70,8 +72,8 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Identity is a verified caller. Identities may come from a Cache and share
-// their Claims with other requests: treat them as read-only.
+// Identity is a verified caller. Identities may come from a Cache and be
+// shared with other requests.
 type Identity struct {
 	// UserID is the value of the configured user claim.
 	UserID string
@@ -83,10 +85,18 @@ type Identity struct {
 	Issuer string
 	// Provider is the Name of the provider that verified the token.
 	Provider string
-	// Claims are all of the token's claims, numbers kept as json.Number.
-	Claims map[string]any
 	// Expiry is the token's exp.
 	Expiry time.Time
+
+	// payload is the token's claims as the JSON it carried, never written
+	// after verify makes it. A cached identity keeps them so, rather than
+	// decoded: a map of interfaces costs several times the text, and the
+	// collector scans it on every cycle.
+	payload []byte
+	// claims are the decoded payload, in the identity that verify returns
+	// (never in a cached one), so that what a request derives from a token
+	// it has just checked needs no second decode.
+	claims map[string]any
 
 	// memo holds what consumers derive from the identity (see Memo). Every
 	// copy of an Identity shares it, cached ones included.
@@ -134,6 +144,34 @@ func (m *memo) loadOrStore(key, value any) any {
 			return value
 		}
 	}
+}
+
+// Claims returns all of the token's claims, numbers kept as json.Number, or
+// nil for an Identity not made by an Authenticator. An identity from the
+// cache decodes them at each call, so a consumer that needs them on every
+// request should derive what it needs once, with Memo. The map may be shared
+// with other uses of the same Identity: treat it as read-only.
+func (id Identity) Claims() map[string]any {
+	if id.claims != nil || id.payload == nil {
+		return id.claims
+	}
+	claims, err := decodeClaims(id.payload)
+	if err != nil {
+		return nil // verify decoded the same text, so this does not happen
+	}
+	return claims
+}
+
+// decodeClaims decodes a token's payload as jwt.Parser.ParseUnverified does
+// with WithJSONNumber.
+func decodeClaims(payload []byte) (map[string]any, error) {
+	claims := map[string]any{}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	if err := dec.Decode(&claims); err != nil {
+		return nil, err
+	}
+	return claims, nil
 }
 
 // Memo returns the value compute gives for key, computed once per verified
@@ -363,9 +401,10 @@ func (a *Authenticator) Authenticate(authorization []string) (Identity, error) {
 	if p.Generation != nil && !id.Expiry.IsZero() {
 		// Kept as long as a fresh check would accept the token: until exp
 		// plus the leeway (nbf and iat only become more valid with time).
-		// Its size is guessed from the token's: the decoded claims, and
-		// what consumers memoize from them, are a few times its length.
-		a.cache.put(key, a, generation, p.Generation, id.Expiry.Add(p.Leeway), int64(4*len(raw)+512), id)
+		// The decoded claims stay with this request alone.
+		cached := id
+		cached.claims = nil
+		a.cache.put(key, a, generation, p.Generation, id.Expiry.Add(p.Leeway), entrySize(cached), cached)
 	}
 	return id, nil
 }
@@ -389,7 +428,8 @@ func (a *Authenticator) verify(raw string) (Identity, *provider, uint64, error) 
 	// only picks whose keys and rules the token must then satisfy.
 	// An alg golang-jwt does not know ("nOnE") fails here already, and is
 	// refused as an algorithm, not as a malformed token.
-	if err := strictSegments(raw); err != nil {
+	payload, err := strictSegments(raw)
+	if err != nil {
 		return Identity{}, nil, 0, &Error{Reason: ReasonMalformed, Err: err}
 	}
 	// The token is decoded once: what routes it is what is then verified.
@@ -431,7 +471,10 @@ func (a *Authenticator) verify(raw string) (Identity, *provider, uint64, error) 
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
 		expiry = exp.Time
 	}
-	return Identity{UserID: uid, Name: displayName(claims, uid), Issuer: iss, Provider: p.Name, Claims: claims, Expiry: expiry, memo: &memo{}}, p, generation, nil
+	// The issuer is the provider's own string, equal to iss: a cached
+	// identity holds no copy of it.
+	return Identity{UserID: uid, Name: displayName(claims, uid), Issuer: p.Issuer, Provider: p.Name, Expiry: expiry,
+		payload: payload, claims: claims, memo: &memo{}}, p, generation, nil
 }
 
 // check verifies a token that ParseUnverified decoded, as the provider's

@@ -57,7 +57,7 @@ func TestCacheServesRepeatedTokensWithoutChecking(t *testing.T) {
 		if err != nil {
 			t.Fatalf("call %d: %v", i, err)
 		}
-		if id.UserID != "alice" || id.Name != "alice@contoso.com" || id.Claims["email"] != "alice@contoso.com" || id.Expiry.IsZero() {
+		if id.UserID != "alice" || id.Name != "alice@contoso.com" || id.Claims()["email"] != "alice@contoso.com" || id.Expiry.IsZero() {
 			t.Fatalf("call %d: identity %+v", i, id)
 		}
 	}

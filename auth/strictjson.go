@@ -112,21 +112,25 @@ func skipString(b []byte, i int) int {
 }
 
 // strictSegments applies strictJSON to the header and payload of a compact
-// JWS. Segments that do not decode are left to the JWT library, which
-// refuses them as malformed.
-func strictSegments(raw string) error {
+// JWS, and returns the decoded payload. Segments that do not decode are left
+// to the JWT library, which refuses them as malformed; the payload is then
+// nil. It decodes them as the library does (unpadded base64url), so the
+// payload of a token the library accepts is the JSON it read.
+func strictSegments(raw string) ([]byte, error) {
 	parts := strings.SplitN(raw, ".", 3)
+	var payload []byte
 	for i, name := range []string{"header", "payload"} {
 		if i >= len(parts) {
-			return nil
+			return nil, nil
 		}
 		seg, err := base64.RawURLEncoding.DecodeString(parts[i])
 		if err != nil {
-			return nil
+			return nil, nil
 		}
 		if err := strictJSON(seg, false); err != nil {
-			return fmt.Errorf("the token's %s: %w", name, err)
+			return nil, fmt.Errorf("the token's %s: %w", name, err)
 		}
+		payload = seg
 	}
-	return nil
+	return payload, nil
 }

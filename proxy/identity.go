@@ -83,14 +83,15 @@ type principalClaim struct {
 // Claims are added in name order while they fit in maxPrincipalJSON; the
 // user id also travels in X-MS-CLIENT-PRINCIPAL-ID, whatever the size.
 func principal(id auth.Identity) string {
-	names := make([]string, 0, len(id.Claims))
-	for n := range id.Claims {
+	claims := id.Claims()
+	names := make([]string, 0, len(claims))
+	for n := range claims {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	p := principalBuilder{claims: make([]principalClaim, 0, len(names)+4)}
 	for _, n := range names {
-		p.add(n, id.Claims[n])
+		p.add(n, claims[n])
 	}
 	doc, _ := json.Marshal(struct {
 		AuthTyp string           `json:"auth_typ"`

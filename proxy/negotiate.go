@@ -151,7 +151,11 @@ func (h *Handler) negotiate(w http.ResponseWriter, r *http.Request) outcome {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return h.passStatus(w, r, resp, body, o)
 	}
-	out, err := h.cfg.Rewriter.RewriteContext(ctx, body, rewrite.Caller{UserID: id.UserID, Claims: id.Claims, Expiry: id.Expiry})
+	caller := rewrite.Caller{UserID: id.UserID, Expiry: id.Expiry}
+	if h.callerClaims {
+		caller.Claims = id.Claims()
+	}
+	out, err := h.cfg.Rewriter.RewriteContext(ctx, body, caller)
 	if err != nil {
 		return rewriteFailed(w, r, err, o)
 	}

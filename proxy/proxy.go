@@ -42,6 +42,14 @@ type Rewriter interface {
 	ForeignToken(text []byte, userID string) bool
 }
 
+// claimsReader is what a Rewriter implements when it can say whether it
+// reads rewrite.Caller.Claims. A cached caller's claims are decoded for each
+// request that asks for them, so they are left out where they are not read;
+// a Rewriter without the method is given them always.
+type claimsReader interface {
+	ReadsCallerClaims() bool
+}
+
 // Config configures the proxy handler.
 type Config struct {
 	// Upstream is the app's base URL, such as http://127.0.0.1:80. Required.
@@ -113,6 +121,8 @@ type Handler struct {
 	cfg   Config
 	log   *zap.Logger
 	proxy *httputil.ReverseProxy
+	// callerClaims: the Rewriter reads rewrite.Caller.Claims.
+	callerClaims bool
 }
 
 // New checks cfg and returns the handler.
@@ -147,7 +157,10 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger}
+	h := &Handler{cfg: cfg, log: cfg.Logger, callerClaims: true}
+	if cr, ok := cfg.Rewriter.(claimsReader); ok {
+		h.callerClaims = cr.ReadsCallerClaims()
+	}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:   h.rewriteRequest,
 		Transport: &timedTransport{next: cfg.Transport, metrics: cfg.Metrics, now: cfg.Now},

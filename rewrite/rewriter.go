@@ -327,6 +327,11 @@ type Rewriter struct {
 	macs     macPools
 }
 
+// ReadsCallerClaims reports whether the Rewriter reads Caller.Claims, which
+// it does only to forward some (Options.ForwardClaims). A caller whose
+// claims cost something to produce may leave them out when it does not.
+func (r *Rewriter) ReadsCallerClaims() bool { return len(r.forward) > 0 }
+
 // New returns a Rewriter for the format, trusting the given keys.
 func New(format Format, keys []Key, opts Options) (*Rewriter, error) {
 	if format.UserClaim == "" || len(format.TokenFields) == 0 {
