@@ -2,14 +2,10 @@ package entratest
 
 import (
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -31,36 +27,22 @@ const AccessKeyPath = "/api/v1/auth/accessKey"
 // {"KeyId": ..., "AccessKey": ...}, when the token's identity holds the
 // "SignalR App Server" role (see Grant). VerifyClientToken then checks client
 // tokens signed with such a key as the service does.
+//
+// Of the failures SetStatus can force, the SDK tells 400 (invalid argument),
+// 401 (unauthorized) and 404 (inaccessible endpoint) apart and reports any
+// other as a runtime error (Azure/azure-signalr MicrosoftEntraAccessKey.cs,
+// ThrowExceptionOnResponseFailureAsync).
 type Service struct {
-	srv    *httptest.Server
-	issuer *Issuer
-
-	mu     sync.Mutex
-	roles  map[string]bool   // object ids holding the SignalR App Server role
-	keys   map[string]string // KeyId → AccessKey
-	status int
-
-	requests atomic.Int64
+	dataPlane
+	keys map[string]string // KeyId → AccessKey, guarded by mu
 }
 
 // NewService starts a key API that accepts tokens from issuer. Close it when
 // done.
 func NewService(issuer *Issuer) *Service {
-	s := &Service{issuer: issuer, roles: map[string]bool{}, keys: map[string]string{}}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	s := &Service{keys: map[string]string{}}
+	s.start(issuer, SignalRResource, s.serve)
 	return s
-}
-
-// URL returns the service endpoint, http://127.0.0.1:port, as a connection
-// string's Endpoint= gives it.
-func (s *Service) URL() string { return s.srv.URL }
-
-// Grant gives the identity with objectID the "SignalR App Server" role, which
-// the key API requires.
-func (s *Service) Grant(objectID string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.roles[objectID] = true
 }
 
 // Revoke takes the role away again; keys already given out stay valid.
@@ -70,21 +52,6 @@ func (s *Service) Revoke(objectID string) {
 	delete(s.roles, objectID)
 }
 
-// SetStatus makes the key API answer every request with code, before looking
-// at the token; 0 restores normal answers. The SDK tells 400 (invalid
-// argument), 401 (unauthorized) and 404 (inaccessible endpoint) apart and
-// reports any other failure as a runtime error (Azure/azure-signalr
-// MicrosoftEntraAccessKey.cs, ThrowExceptionOnResponseFailureAsync).
-func (s *Service) SetStatus(code int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.status = code
-}
-
-// Requests returns how many requests reached the key API, failed ones
-// included.
-func (s *Service) Requests() int { return int(s.requests.Load()) }
-
 // AccessKey returns the access key given out with keyID, as a test signing
 // like the app needs it.
 func (s *Service) AccessKey(keyID string) (string, bool) {
@@ -93,9 +60,6 @@ func (s *Service) AccessKey(keyID string) (string, bool) {
 	k, ok := s.keys[keyID]
 	return k, ok
 }
-
-// Close shuts the service down.
-func (s *Service) Close() { s.srv.Close() }
 
 // ClientAudience returns the aud of a client token for hub on this service:
 // scheme and host of the endpoint, no port, then /client/?hub= and the hub
@@ -115,13 +79,7 @@ func (s *Service) ClientAudience(hub string) string {
 // MicrosoftEntraAccessKey.cs, UpdateAccessKey keeps Encoding.UTF8.GetBytes of
 // it), then aud and exp. It returns the token's claims.
 func (s *Service) VerifyClientToken(token, hub string) (map[string]any, error) {
-	p := jwt.NewParser(
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithAudience(s.ClientAudience(hub)),
-		jwt.WithExpirationRequired(),
-	)
-	claims := jwt.MapClaims{}
-	_, err := p.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+	return verifyClientToken(token, s.ClientAudience(hub), func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		key, ok := s.AccessKey(kid)
 		if !ok {
@@ -129,19 +87,10 @@ func (s *Service) VerifyClientToken(token, hub string) (map[string]any, error) {
 		}
 		return []byte(key), nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("verifying client token: %w", err)
-	}
-	return claims, nil
 }
 
 func (s *Service) serve(w http.ResponseWriter, r *http.Request) {
-	s.requests.Add(1)
-	s.mu.Lock()
-	status := s.status
-	s.mu.Unlock()
-	if status != 0 {
-		http.Error(w, http.StatusText(status), status)
+	if !s.begin(w) {
 		return
 	}
 	if r.URL.Path != AccessKeyPath {
@@ -151,14 +100,8 @@ func (s *Service) serve(w http.ResponseWriter, r *http.Request) {
 	// The SDK sends GET with Authorization: Bearer <Entra token> and nothing
 	// else of note (Azure/azure-signalr MicrosoftEntraAccessKey.cs,
 	// UpdateAccessKeyInternalAsync).
-	if r.Method != http.MethodGet {
-		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
-		return
-	}
-	id, err := s.caller(r)
-	if err != nil {
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		http.Error(w, err.Error(), http.StatusUnauthorized)
+	id, ok := s.admit(w, r, http.MethodGet)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
@@ -175,17 +118,4 @@ func (s *Service) serve(w http.ResponseWriter, r *http.Request) {
 	key := base64.StdEncoding.EncodeToString(randomBytes(32))
 	s.keys[keyID] = key
 	writeJSON(w, http.StatusOK, map[string]string{"KeyId": keyID, "AccessKey": key})
-}
-
-// caller verifies the request's bearer token and returns its identity.
-func (s *Service) caller(r *http.Request) (Identity, error) {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return Identity{}, errors.New("a bearer token is required")
-	}
-	id, err := s.issuer.Verify(token, SignalRResource)
-	if err != nil {
-		return Identity{}, fmt.Errorf("the bearer token is not valid: %w", err)
-	}
-	return id, nil
 }

@@ -1,14 +1,9 @@
 package entratest
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -33,16 +28,9 @@ const WebPubSubOwnerRole = "Web PubSub Service Owner"
 // VerifyClientToken checks such tokens as the service does when a client
 // connects.
 type WebPubSub struct {
-	srv    *httptest.Server
-	issuer *Issuer
-	key    []byte
-
-	mu     sync.Mutex
-	roles  map[string]bool // object ids holding WebPubSubOwnerRole
-	status int
-	last   GenerateTokenCall
-
-	requests atomic.Int64
+	dataPlane
+	key  []byte
+	last GenerateTokenCall // guarded by mu
 }
 
 // GenerateTokenCall is what one successful generateToken request asked for.
@@ -59,32 +47,10 @@ type GenerateTokenCall struct {
 // NewWebPubSub starts a token API that accepts tokens from issuer. Close it
 // when done.
 func NewWebPubSub(issuer *Issuer) *WebPubSub {
-	s := &WebPubSub{issuer: issuer, key: randomBytes(32), roles: map[string]bool{}}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	s := &WebPubSub{key: randomBytes(32)}
+	s.start(issuer, WebPubSubResource, s.serve)
 	return s
 }
-
-// URL returns the service endpoint, http://127.0.0.1:port, as serviceUri
-// gives it.
-func (s *WebPubSub) URL() string { return s.srv.URL }
-
-// Grant gives the identity with objectID WebPubSubOwnerRole.
-func (s *WebPubSub) Grant(objectID string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.roles[objectID] = true
-}
-
-// SetStatus makes the API answer every request with code, before looking at
-// the token; 0 restores normal answers.
-func (s *WebPubSub) SetStatus(code int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.status = code
-}
-
-// Requests returns how many requests reached the API, failed ones included.
-func (s *WebPubSub) Requests() int { return int(s.requests.Load()) }
 
 // LastCall returns what the last successful generateToken asked for.
 func (s *WebPubSub) LastCall() GenerateTokenCall {
@@ -92,9 +58,6 @@ func (s *WebPubSub) LastCall() GenerateTokenCall {
 	defer s.mu.Unlock()
 	return s.last
 }
-
-// Close shuts the service down.
-func (s *WebPubSub) Close() { s.srv.Close() }
 
 // ClientAudience returns the aud of a client token for hub:
 // {endpoint}/client/hubs/{hub}, port included (Azure/azure-sdk-for-net,
@@ -112,27 +75,13 @@ func (s *WebPubSub) ClientURL(hub string) string {
 // a client connects: HS256 with the service's own key, aud and exp. It
 // returns the token's claims.
 func (s *WebPubSub) VerifyClientToken(token, hub string) (map[string]any, error) {
-	p := jwt.NewParser(
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithAudience(s.ClientAudience(hub)),
-		jwt.WithExpirationRequired(),
-	)
-	claims := jwt.MapClaims{}
-	if _, err := p.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return s.key, nil }); err != nil {
-		return nil, fmt.Errorf("verifying client token: %w", err)
-	}
-	return claims, nil
+	return verifyClientToken(token, s.ClientAudience(hub), func(*jwt.Token) (any, error) { return s.key, nil })
 }
 
 const generateTokenSuffix = "/:generateToken"
 
 func (s *WebPubSub) serve(w http.ResponseWriter, r *http.Request) {
-	s.requests.Add(1)
-	s.mu.Lock()
-	status := s.status
-	s.mu.Unlock()
-	if status != 0 {
-		http.Error(w, http.StatusText(status), status)
+	if !s.begin(w) {
 		return
 	}
 	hub, prefixed := strings.CutPrefix(r.URL.Path, "/api/hubs/")
@@ -144,14 +93,8 @@ func (s *WebPubSub) serve(w http.ResponseWriter, r *http.Request) {
 	// The SDK posts without a body (Azure/azure-sdk-for-js,
 	// sdk/web-pubsub/web-pubsub/src/generated/operations/webPubSub.ts,
 	// generateClientTokenOperationSpec has no requestBody).
-	if r.Method != http.MethodPost {
-		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
-		return
-	}
-	id, err := s.caller(r)
-	if err != nil {
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		http.Error(w, err.Error(), http.StatusUnauthorized)
+	id, ok := s.admit(w, r, http.MethodPost)
+	if !ok {
 		return
 	}
 	q := r.URL.Query()
@@ -198,17 +141,4 @@ func (s *WebPubSub) serve(w http.ResponseWriter, r *http.Request) {
 	// The SDK reads the answer's "token" (WebPubSubServiceClient_helpers.cs,
 	// ClientTokenResponseTokenPropertyName).
 	writeJSON(w, http.StatusOK, map[string]string{"token": tok})
-}
-
-// caller verifies the request's bearer token and returns its identity.
-func (s *WebPubSub) caller(r *http.Request) (Identity, error) {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return Identity{}, errors.New("a bearer token is required")
-	}
-	id, err := s.issuer.Verify(token, WebPubSubResource)
-	if err != nil {
-		return Identity{}, fmt.Errorf("the bearer token is not valid: %w", err)
-	}
-	return id, nil
 }
