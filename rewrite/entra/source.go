@@ -320,27 +320,40 @@ func (s *Source) attempt(ctx context.Context) (rewrite.SigningKey, error) {
 	if err != nil {
 		return rewrite.SigningKey{}, &KeyError{URL: s.keyURL, Err: err}
 	}
-	req.Header.Set("Authorization", "Bearer "+tok.Token)
-	resp, err := s.cfg.Client.Do(req)
+	status, body, err := callAPI(s.cfg.Client, req, tok.Token)
+	if err != nil || status != http.StatusOK {
+		return rewrite.SigningKey{}, &KeyError{URL: s.keyURL, Status: status, Err: err}
+	}
+	key, err := parseAnswer(body)
 	if err != nil {
-		return rewrite.SigningKey{}, &KeyError{URL: s.keyURL, Err: redactURLError(err)}
+		return rewrite.SigningKey{}, &KeyError{URL: s.keyURL, Status: status, Err: err}
+	}
+	return key, nil
+}
+
+// callAPI sends req to a service's data-plane API with token as its bearer
+// token and returns the answer's status and, for a 200, its body, read up to
+// maxAnswer bytes. The status is 0 when no answer came; err is nil for an
+// answer other than 200, whose status says all there is to say, and the
+// error never quotes the body, which may hold a key or a token.
+func callAPI(client *http.Client, req *http.Request, token string) (int, []byte, error) {
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, redactURLError(err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	if resp.StatusCode != http.StatusOK {
-		return rewrite.SigningKey{}, &KeyError{URL: s.keyURL, Status: resp.StatusCode}
+		return resp.StatusCode, nil, nil
 	}
 	if err != nil {
-		return rewrite.SigningKey{}, &KeyError{URL: s.keyURL, Status: resp.StatusCode, Err: fmt.Errorf("reading the answer: %w", err)}
+		return resp.StatusCode, nil, fmt.Errorf("reading the answer: %w", err)
 	}
 	if len(body) > maxAnswer {
-		return rewrite.SigningKey{}, &KeyError{URL: s.keyURL, Status: resp.StatusCode, Err: fmt.Errorf("the answer is over %d bytes", maxAnswer)}
+		return resp.StatusCode, nil, fmt.Errorf("the answer is over %d bytes", maxAnswer)
 	}
-	key, err := parseAnswer(body)
-	if err != nil {
-		return rewrite.SigningKey{}, &KeyError{URL: s.keyURL, Status: resp.StatusCode, Err: err}
-	}
-	return key, nil
+	return resp.StatusCode, body, nil
 }
 
 // parseAnswer reads {"KeyId": ..., "AccessKey": ...}. The SDK reads it with

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -132,29 +131,17 @@ func (c *TokenClient) IssueToken(ctx context.Context, req rewrite.TokenRequest) 
 	if err != nil {
 		return "", &IssueError{URL: apiURL, Err: err}
 	}
-	hr.Header.Set("Authorization", "Bearer "+tok.Token)
 	hr.Header.Set("Accept", "application/json")
-	resp, err := c.cfg.Client.Do(hr)
-	if err != nil {
-		return "", &IssueError{URL: apiURL, Err: redactURLError(err)}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
-	if resp.StatusCode != http.StatusOK {
-		return "", &IssueError{URL: apiURL, Status: resp.StatusCode}
-	}
-	if err != nil {
-		return "", &IssueError{URL: apiURL, Status: resp.StatusCode, Err: fmt.Errorf("reading the answer: %w", err)}
-	}
-	if len(body) > maxAnswer {
-		return "", &IssueError{URL: apiURL, Status: resp.StatusCode, Err: fmt.Errorf("the answer is over %d bytes", maxAnswer)}
+	status, body, err := callAPI(c.cfg.Client, hr, tok.Token)
+	if err != nil || status != http.StatusOK {
+		return "", &IssueError{URL: apiURL, Status: status, Err: err}
 	}
 	// The error never quotes the answer: it may hold a token.
 	var answer struct {
 		Token *string `json:"token"`
 	}
 	if err := json.Unmarshal(body, &answer); err != nil || answer.Token == nil || *answer.Token == "" {
-		return "", &IssueError{URL: apiURL, Status: resp.StatusCode, Err: errors.New("the answer has no token string")}
+		return "", &IssueError{URL: apiURL, Status: status, Err: errors.New("the answer has no token string")}
 	}
 	return *answer.Token, nil
 }
