@@ -140,28 +140,15 @@ func (r *Rewriter) checkIssuedURLs(obj object, aud *url.URL) error {
 	if strings.EqualFold(aud.Scheme, "http") {
 		scheme = "ws"
 	}
-	seen := false
-	for _, name := range r.format.ClientURLFields {
-		raw, ok, err := obj.stringValue(name)
-		if !ok {
-			continue
-		}
-		seen = true
-		u, perr := url.Parse(raw)
-		if err != nil || perr != nil {
-			return fail(ReasonUnverified, "the body's %s is not a URL", name)
-		}
+	return r.eachClientURL(obj, func(name string, u *url.URL) error {
 		q, qerr := url.ParseQuery(u.RawQuery)
 		extra := len(q) > 1 || len(q) == 1 && len(q["access_token"]) != 1
 		if !strings.EqualFold(u.Scheme, scheme) || CanonicalHost(u) != CanonicalHost(aud) || u.EscapedPath() != aud.EscapedPath() ||
 			qerr != nil || extra || u.Fragment != "" || u.User != nil {
 			return fail(ReasonUnverified, "the body's %s does not send clients to the endpoint and hub of the token's aud", name)
 		}
-	}
-	if !seen {
-		return fail(ReasonUnverified, "the body has no client URL")
-	}
-	return nil
+		return nil
+	})
 }
 
 // stringList reads a claim that is a string or an array of strings.

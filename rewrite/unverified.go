@@ -111,6 +111,23 @@ func sdkHub(aud *url.URL) (string, error) {
 // first: a client may read any of them (url or Url), and one left unchecked
 // could send the caller's token elsewhere.
 func (r *Rewriter) checkClientURL(obj object, hub, client string) error {
+	return r.eachClientURL(obj, func(name string, u *url.URL) error {
+		if u.Host == "" || CanonicalHost(u) != client {
+			return fail(ReasonUnverified, "the body's %s does not send clients to the endpoint of the token's aud", name)
+		}
+		q, qerr := url.ParseQuery(u.RawQuery)
+		if qerr != nil || len(q["hub"]) != 1 || !strings.EqualFold(q.Get("hub"), hub) || !strings.HasSuffix(u.Path, "/client/") {
+			return fail(ReasonUnverified, "the body's %s does not send clients to the hub of the token's aud", name)
+		}
+		return nil
+	})
+}
+
+// eachClientURL calls check with every client URL of the body that is
+// present, in the order of the format's fields, for the checks of SignalR
+// and of Web PubSub bodies alike: the body must have one at least, and each
+// must be a URL.
+func (r *Rewriter) eachClientURL(obj object, check func(name string, u *url.URL) error) error {
 	seen := false
 	for _, name := range r.format.ClientURLFields {
 		raw, ok, err := obj.stringValue(name)
@@ -122,12 +139,8 @@ func (r *Rewriter) checkClientURL(obj object, hub, client string) error {
 		if err != nil || perr != nil {
 			return fail(ReasonUnverified, "the body's %s is not a URL", name)
 		}
-		if u.Host == "" || CanonicalHost(u) != client {
-			return fail(ReasonUnverified, "the body's %s does not send clients to the endpoint of the token's aud", name)
-		}
-		q, qerr := url.ParseQuery(u.RawQuery)
-		if qerr != nil || len(q["hub"]) != 1 || !strings.EqualFold(q.Get("hub"), hub) || !strings.HasSuffix(u.Path, "/client/") {
-			return fail(ReasonUnverified, "the body's %s does not send clients to the hub of the token's aud", name)
+		if err := check(name, u); err != nil {
+			return err
 		}
 	}
 	if !seen {
