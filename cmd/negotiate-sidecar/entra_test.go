@@ -33,13 +33,10 @@ type entraFixture struct {
 
 func newEntraFixture(t *testing.T, grant bool) *entraFixture {
 	t.Helper()
-	entratest.IsolateEnv(t)
-	f := &entraFixture{issuer: entratest.NewIssuer(), identity: entratest.NewIdentity("")}
+	f := &entraFixture{}
+	f.issuer, f.identity = podIdentity(t)
 	f.svc = entratest.NewService(f.issuer)
 	t.Cleanup(f.svc.Close)
-	mi := entratest.NewManagedIdentity(f.issuer, f.identity)
-	t.Cleanup(mi.Close)
-	entratest.Setenv(t, mi.Env())
 	if grant {
 		f.svc.Grant(f.identity.ObjectID)
 	}
@@ -49,15 +46,9 @@ func newEntraFixture(t *testing.T, grant bool) *entraFixture {
 	appID := f.identity
 	appID.ObjectID = "app-only"
 	req, _ := http.NewRequest(http.MethodGet, f.svc.URL()+entratest.AccessKeyPath, nil)
-	req.Header.Set("Authorization", "Bearer "+f.issuer.Issue(appID, entratest.SignalRResource, time.Hour))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var key struct{ KeyId, AccessKey string }
-	if err := json.NewDecoder(resp.Body).Decode(&key); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("the app's key: %d %v", resp.StatusCode, err)
+	if err := callAsApp(req, f.issuer.Issue(appID, entratest.SignalRResource, time.Hour), &key); err != nil {
+		t.Fatalf("the app's key: %v", err)
 	}
 	f.appKid = key.KeyId
 	f.app = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -72,6 +63,41 @@ func newEntraFixture(t *testing.T, grant bool) *entraFixture {
 	return f
 }
 
+func (f *entraFixture) start(t *testing.T, idp *testIDP) *running {
+	t.Helper()
+	return startRun(t, map[string]string{"AzureSignalRConnectionString": "Endpoint=" + f.svc.URL() + ";AuthType=azure.msi;Version=1.0;"},
+		"--upstream", f.app.URL, "--issuer", idp.URL, "--audience", "api://app")
+}
+
+// podIdentity puts a stand-in managed identity endpoint, with a fresh
+// issuer, in the process environment, where azidentity reads it, as the
+// pod's, and returns the issuer and the identity.
+func podIdentity(t *testing.T) (*entratest.Issuer, entratest.Identity) {
+	t.Helper()
+	entratest.IsolateEnv(t)
+	issuer, id := entratest.NewIssuer(), entratest.NewIdentity("")
+	mi := entratest.NewManagedIdentity(issuer, id)
+	t.Cleanup(mi.Close)
+	entratest.Setenv(t, mi.Env())
+	return issuer, id
+}
+
+// callAsApp sends req with the app's Entra token and decodes the JSON
+// answer into v, as the app's SDK asks the service for a key or a client
+// token.
+func callAsApp(req *http.Request, token string, v any) error {
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil || resp.StatusCode != 200 {
+		return fmt.Errorf("%d %v", resp.StatusCode, err)
+	}
+	return nil
+}
+
 // TestRunWithMicrosoftEntraID: the sidecar gets its own key with the pod's
 // managed identity, and a negotiate answer the app signed with a key the
 // sidecar never saw reaches the client signed with the sidecar's key, for
@@ -79,8 +105,7 @@ func newEntraFixture(t *testing.T, grant bool) *entraFixture {
 func TestRunWithMicrosoftEntraID(t *testing.T) {
 	f := newEntraFixture(t, true)
 	idp := newTestIDP(t)
-	r := startRun(t, map[string]string{"AzureSignalRConnectionString": "Endpoint=" + f.svc.URL() + ";AuthType=azure.msi;Version=1.0;"},
-		"--upstream", f.app.URL, "--issuer", idp.URL, "--audience", "api://app")
+	r := f.start(t, idp)
 	waitStatus(t, r.admin+"/readyz", 200)
 
 	code, body := negotiate(t, r.proxy+"/api/negotiate", idp.mint(t, "user-7"))
@@ -127,8 +152,7 @@ func TestRunWithMicrosoftEntraID(t *testing.T) {
 func TestRunWithoutTheRole(t *testing.T) {
 	f := newEntraFixture(t, false)
 	idp := newTestIDP(t)
-	r := startRun(t, map[string]string{"AzureSignalRConnectionString": "Endpoint=" + f.svc.URL() + ";AuthType=azure.msi;Version=1.0;"},
-		"--upstream", f.app.URL, "--issuer", idp.URL, "--audience", "api://app")
+	r := f.start(t, idp)
 	waitStatus(t, idp.URL+"/.well-known/openid-configuration", 200)
 	deadline := time.Now().Add(10 * time.Second)
 	var body string
@@ -147,10 +171,7 @@ func TestRunWithoutTheRole(t *testing.T) {
 		t.Errorf("negotiate: %d %s; want 503 and no token", code, nbody)
 	}
 	// Access logs are buffered: wait for the line.
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end) && !strings.Contains(r.logs.String(), `"reason":"no_key"`); {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !strings.Contains(r.logs.String(), `"reason":"no_key"`) {
+	if !waitLog(r, `"reason":"no_key"`) {
 		t.Errorf("the refusal is not logged with reason no_key:\n%s", r.logs)
 	}
 }

@@ -40,13 +40,10 @@ var (
 
 func newWPSFixture(t *testing.T, grant bool) *wpsFixture {
 	t.Helper()
-	entratest.IsolateEnv(t)
-	f := &wpsFixture{issuer: entratest.NewIssuer(), identity: entratest.NewIdentity("")}
+	f := &wpsFixture{}
+	f.issuer, f.identity = podIdentity(t)
 	f.svc = entratest.NewWebPubSub(f.issuer)
 	t.Cleanup(f.svc.Close)
-	mi := entratest.NewManagedIdentity(f.issuer, f.identity)
-	t.Cleanup(mi.Close)
-	entratest.Setenv(t, mi.Env())
 	if grant {
 		f.svc.Grant(f.identity.ObjectID)
 	}
@@ -73,16 +70,9 @@ func (f *wpsFixture) appToken(t *testing.T, appID entratest.Identity) string {
 	}
 	q := url.Values{"api-version": {"2024-12-01"}, "userId": {"chosen-by-the-app"}, "role": wpsRoles, "group": wpsGroups, "minutesToExpire": {"60"}}
 	req, _ := http.NewRequest(http.MethodPost, f.svc.URL()+"/api/hubs/chat/:generateToken?"+q.Encode(), nil)
-	req.Header.Set("Authorization", "Bearer "+f.issuer.Issue(appID, entratest.WebPubSubResource, time.Hour))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Error(err)
-		return ""
-	}
-	defer resp.Body.Close()
 	var answer struct{ Token string }
-	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil || resp.StatusCode != 200 {
-		t.Errorf("the app's token: %d %v", resp.StatusCode, err)
+	if err := callAsApp(req, f.issuer.Issue(appID, entratest.WebPubSubResource, time.Hour), &answer); err != nil {
+		t.Errorf("the app's token: %v", err)
 	}
 	return answer.Token
 }
