@@ -21,10 +21,9 @@ import { connectAndWhoami } from "./hub-client.js";
 import {
   buildSidecar,
   createIdentityProvider,
-  logTail,
   secretsInLog,
+  startListeningSidecar,
   startReadySidecar,
-  startSidecar,
   stopSidecar,
   testWithSidecarLog,
 } from "./sidecar.js";
@@ -97,28 +96,9 @@ async function readyzUntil(sidecar, re, timeoutMs) {
   throw new Error(`/readyz did not match ${re} within ${timeoutMs} ms; last: ${last?.status} ${last?.text}`);
 }
 
-async function startNotReadySidecar(upstream, args, env) {
-  const sidecar = startSidecar(
-    bin,
-    [
-      "--listen", "127.0.0.1:0",
-      "--admin-listen", "127.0.0.1:0",
-      "--upstream", upstream,
-      "--issuer", idp.issuer,
-      "--jwks-file", jwksFile,
-      "--audience", idp.audience,
-      "--log-level", "debug",
-      "--shutdown-delay", "1s",
-      ...args,
-    ],
-    { cwd: tmpDir, env },
-  );
-  try {
-    await sidecar.ready;
-  } catch (err) {
-    throw new Error(`${err.message}\nsidecar log:\n${logTail(sidecar)}`);
-  }
-  return sidecar;
+// Starts a sidecar for upstream that need not become ready.
+function startNotReadySidecar(upstream, args, env) {
+  return startListeningSidecar(bin, { upstream, idp, jwksFile, args, cwd: tmpDir, env });
 }
 
 // ------------------------------------------------------------ setup/teardown

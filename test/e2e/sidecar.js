@@ -128,9 +128,9 @@ export async function waitReady(adminAddr) {
 
 // Starts the sidecar as every end-to-end test runs it (loopback listeners,
 // the stand-in identity provider's JWKS file, debug logs, a short shutdown
-// delay) with the test's own arguments added, and waits until it is ready.
-// A failure to start carries the sidecar's log.
-export async function startReadySidecar(bin, { upstream, idp, jwksFile, args = [], cwd, env }) {
+// delay) with the test's own arguments added, and waits until it listens,
+// ready or not. A failure to start carries the sidecar's log.
+export async function startListeningSidecar(bin, { upstream, idp, jwksFile, args = [], cwd, env }) {
   const handle = startSidecar(
     bin,
     [
@@ -147,13 +147,25 @@ export async function startReadySidecar(bin, { upstream, idp, jwksFile, args = [
     ],
     { cwd, env },
   );
+  await withLog(handle, handle.ready);
+  return handle;
+}
+
+// Starts the sidecar as startListeningSidecar does, and waits until it is
+// ready.
+export async function startReadySidecar(bin, options) {
+  const handle = await startListeningSidecar(bin, options);
+  await withLog(handle, waitReady(handle.addr.admin));
+  return handle;
+}
+
+// Waits for promise; a failure carries the sidecar's log.
+async function withLog(handle, promise) {
   try {
-    await handle.ready;
-    await waitReady(handle.addr.admin);
+    await promise;
   } catch (err) {
     throw new Error(`${err.message}\nsidecar log:\n${logTail(handle)}`);
   }
-  return handle;
 }
 
 // SIGTERM, then SIGKILL if it has not exited after 5 s. Safe to call twice.
