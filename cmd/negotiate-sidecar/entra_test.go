@@ -98,6 +98,19 @@ func callAsApp(req *http.Request, token string, v any) error {
 	return nil
 }
 
+// negotiateOK negotiates through r with token and decodes the answer, which
+// must be a 200, into out.
+func negotiateOK(t *testing.T, r *running, token string, out any) {
+	t.Helper()
+	code, body := negotiate(t, r.proxy+"/api/negotiate", token)
+	if code != 200 {
+		t.Fatalf("negotiate: %d %s\n%s", code, body, r.logs)
+	}
+	if err := json.Unmarshal([]byte(body), out); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRunWithMicrosoftEntraID: the sidecar gets its own key with the pod's
 // managed identity, and a negotiate answer the app signed with a key the
 // sidecar never saw reaches the client signed with the sidecar's key, for
@@ -108,14 +121,8 @@ func TestRunWithMicrosoftEntraID(t *testing.T) {
 	r := f.start(t, idp)
 	waitStatus(t, r.admin+"/readyz", 200)
 
-	code, body := negotiate(t, r.proxy+"/api/negotiate", idp.mint(t, "user-7"))
-	if code != 200 {
-		t.Fatalf("negotiate: %d %s\n%s", code, body, r.logs)
-	}
 	var out struct{ URL, AccessToken string }
-	if err := json.Unmarshal([]byte(body), &out); err != nil {
-		t.Fatal(err)
-	}
+	negotiateOK(t, r, idp.mint(t, "user-7"), &out)
 	claims, err := f.svc.VerifyClientToken(out.AccessToken, "chat")
 	if err != nil {
 		t.Fatalf("the service refuses the client's token: %v", err)

@@ -103,14 +103,8 @@ func TestRunWebPubSubWithMicrosoftEntraID(t *testing.T) {
 	r := f.start(t, idp)
 	waitStatus(t, r.admin+"/readyz", 200)
 
-	code, body := negotiate(t, r.proxy+"/api/negotiate", idp.mint(t, "user-7"))
-	if code != 200 {
-		t.Fatalf("negotiate: %d %s\n%s", code, body, r.logs)
-	}
 	var out struct{ BaseURL, URL, AccessToken string }
-	if err := json.Unmarshal([]byte(body), &out); err != nil {
-		t.Fatal(err)
-	}
+	negotiateOK(t, r, idp.mint(t, "user-7"), &out)
 	claims, err := f.svc.VerifyClientToken(out.AccessToken, "chat")
 	if err != nil {
 		t.Fatalf("the service refuses the client's token: %v", err)
