@@ -29,6 +29,24 @@ func getToken(t *testing.T, cred azcore.TokenCredential) (string, error) {
 	return tok.Token, err
 }
 
+// signsInAs makes a credential with newCred and checks that it gets a
+// SignalR token from issuer for want; it returns the credential.
+func signsInAs(t *testing.T, issuer *Issuer, want Identity, newCred func(*testing.T) (azcore.TokenCredential, error)) azcore.TokenCredential {
+	t.Helper()
+	cred, err := newCred(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := getToken(t, cred)
+	if err != nil {
+		t.Fatalf("GetToken: %v", err)
+	}
+	if got, err := issuer.Verify(token, SignalRResource); err != nil || got != want {
+		t.Fatalf("token names %+v (%v), want %+v", got, err, want)
+	}
+	return cred
+}
+
 // accessKey is the key API's answer.
 type accessKey struct {
 	KeyID     string `json:"KeyId"`

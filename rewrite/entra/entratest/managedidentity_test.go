@@ -50,17 +50,7 @@ func TestManagedIdentityWithAzidentity(t *testing.T) {
 			svc.Grant(tt.want.ObjectID)
 			Setenv(t, mi.Env())
 
-			cred, err := tt.cred(t)
-			if err != nil {
-				t.Fatal(err)
-			}
-			token, err := getToken(t, cred)
-			if err != nil {
-				t.Fatalf("GetToken: %v", err)
-			}
-			if got, err := issuer.Verify(token, SignalRResource); err != nil || got != tt.want {
-				t.Fatalf("token names %+v (%v), want %+v", got, err, tt.want)
-			}
+			cred := signsInAs(t, issuer, tt.want, tt.cred)
 			if mi.Requests() != 1 {
 				t.Errorf("identity endpoint requests = %d, want 1", mi.Requests())
 			}

@@ -82,17 +82,7 @@ func TestTokenEndpointWithAzidentity(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			IsolateEnv(t)
-			cred, err := tt.cred(t)
-			if err != nil {
-				t.Fatal(err)
-			}
-			token, err := getToken(t, cred)
-			if err != nil {
-				t.Fatalf("GetToken: %v", err)
-			}
-			if got, err := issuer.Verify(token, SignalRResource); err != nil || got != app.Identity {
-				t.Fatalf("token names %+v (%v), want %+v", got, err, app.Identity)
-			}
+			cred := signsInAs(t, issuer, app.Identity, tt.cred)
 			useKey(t, svc, cred)
 		})
 	}
