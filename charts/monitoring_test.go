@@ -108,6 +108,7 @@ func TestChartMonitoring(t *testing.T) {
 		"negotiate_sidecar_negotiate_requests_total", "negotiate_sidecar_jwt_authn_denied_total",
 		"negotiate_sidecar_upstream_duration_seconds_bucket", "negotiate_sidecar_jwks_age_seconds",
 		"negotiate_sidecar_jwks_fetch_failed_total", "negotiate_sidecar_token_cache_hits_total",
+		"negotiate_sidecar_entra_key_age_seconds", "negotiate_sidecar_entra_key_fetches_total",
 	} {
 		if !slices.ContainsFunc(used[m], func(w string) bool { return strings.HasPrefix(w, "dashboard panel") }) {
 			t.Errorf("no dashboard panel shows %s", m)
