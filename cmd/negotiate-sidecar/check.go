@@ -248,24 +248,17 @@ func checkTokenClient(ctx context.Context, r *report, subject string, e *rewrite
 // entraHint says what to do when the sidecar could not get its own key, or
 // a token from the Web PubSub service.
 func entraHint(err error) string {
-	var ke *entra.KeyError
+	var ae *entra.APIError
 	var te *entra.TokenError
-	var ie *entra.IssueError
 	switch {
-	case errors.As(err, &ie) && ie.Status == http.StatusForbidden:
-		return "assign the identity the \"Web PubSub Service Owner\" role on the Web PubSub resource (az role assignment create --role \"Web PubSub Service Owner\" ...), wait up to 30 minutes, and check again"
-	case errors.As(err, &ie) && ie.Status == http.StatusUnauthorized:
-		return "the token is for another tenant or audience; check tenantId / AZURE_TENANT_ID"
-	case errors.As(err, &ie) && ie.Status == 0:
+	case errors.As(err, &ae) && ae.Status == http.StatusForbidden:
+		return fmt.Sprintf("assign the identity the %q role on the %s resource (az role assignment create --role %q ...), wait up to 30 minutes, and check again", ae.Role(), ae.Resource(), ae.Role())
+	case errors.As(err, &ae) && ae.Status == http.StatusUnauthorized:
+		return "the token is for another tenant or audience; check " + ae.TenantSetting() + " / AZURE_TENANT_ID"
+	case errors.As(err, &ae) && ae.Status == 0:
 		return "check that this machine (and the pod) can reach the endpoint"
-	case errors.As(err, &ie):
+	case errors.As(err, &ae) && ae.IssuesTokens():
 		return "until the service issues tokens, every negotiate is refused with 502 (reason issue)"
-	case errors.As(err, &ke) && ke.Status == http.StatusForbidden:
-		return "assign the identity the \"SignalR App Server\" role on the SignalR resource (az role assignment create --role \"SignalR App Server\" ...), wait up to 30 minutes, and check again"
-	case errors.As(err, &ke) && ke.Status == http.StatusUnauthorized:
-		return "the token is for another tenant or audience; check TenantId / AZURE_TENANT_ID"
-	case errors.As(err, &ke) && ke.Status == 0:
-		return "check that this machine (and the pod) can reach the endpoint"
 	case errors.As(err, &te):
 		return signInHint(te.Identity)
 	}

@@ -220,7 +220,7 @@ func (s *Source) Fetch(ctx context.Context) (rewrite.SigningKey, error) {
 			}
 		}
 		key, err = s.attempt(ctx)
-		var ke *KeyError
+		var ke *APIError
 		if err == nil || ctx.Err() != nil || errors.As(err, &ke) && !ke.retryable() {
 			break
 		}
@@ -256,35 +256,9 @@ func (s *Source) record(key rewrite.SigningKey, err error) error {
 	return err
 }
 
-// KeyError is a failed request to the key API.
-type KeyError struct {
-	URL    string // the key API, without query
-	Status int    // the HTTP status; 0 when none came back
-	Err    error
-}
-
-func (e *KeyError) Error() string {
-	switch e.Status {
-	case 0:
-		return fmt.Sprintf("asking %s for a key: %v", e.URL, e.Err)
-	case http.StatusUnauthorized:
-		return fmt.Sprintf("%s refused the identity's token (401): the identity must belong to the tenant of the SignalR resource", e.URL)
-	case http.StatusForbidden:
-		return fmt.Sprintf("%s answered 403: the identity lacks the \"SignalR App Server\" role on the SignalR resource; assign it (role assignments take up to 30 minutes to apply)", e.URL)
-	case http.StatusNotFound:
-		return fmt.Sprintf("%s answered 404: check the endpoint (Endpoint, ServerEndpoint or serviceUri); it must be the SignalR resource's", e.URL)
-	}
-	if e.Err != nil {
-		return fmt.Sprintf("%s answered %d: %v", e.URL, e.Status, e.Err)
-	}
-	return fmt.Sprintf("%s answered %d", e.URL, e.Status)
-}
-
-func (e *KeyError) Unwrap() error { return e.Err }
-
 // retryable reports whether another attempt may fare better: not after an
 // answer that says the request itself is wrong.
-func (e *KeyError) retryable() bool {
+func (e *APIError) retryable() bool {
 	switch e.Status {
 	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
 		return false
@@ -318,15 +292,15 @@ func (s *Source) attempt(ctx context.Context) (rewrite.SigningKey, error) {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.keyURL, nil)
 	if err != nil {
-		return rewrite.SigningKey{}, &KeyError{URL: s.keyURL, Err: err}
+		return rewrite.SigningKey{}, &APIError{api: keyAPI, URL: s.keyURL, Err: err}
 	}
 	status, body, err := callAPI(s.cfg.Client, req, tok.Token)
 	if err != nil || status != http.StatusOK {
-		return rewrite.SigningKey{}, &KeyError{URL: s.keyURL, Status: status, Err: err}
+		return rewrite.SigningKey{}, &APIError{api: keyAPI, URL: s.keyURL, Status: status, Err: err}
 	}
 	key, err := parseAnswer(body)
 	if err != nil {
-		return rewrite.SigningKey{}, &KeyError{URL: s.keyURL, Status: status, Err: err}
+		return rewrite.SigningKey{}, &APIError{api: keyAPI, URL: s.keyURL, Status: status, Err: err}
 	}
 	return key, nil
 }

@@ -79,32 +79,6 @@ func (c *TokenClient) Endpoint() string { return c.cfg.Entra.Endpoint.String() }
 // Description names the credential.
 func (c *TokenClient) Description() string { return c.cfg.Description }
 
-// IssueError is a failed request to the token API.
-type IssueError struct {
-	URL    string // the token API, without query
-	Status int    // the HTTP status; 0 when none came back
-	Err    error
-}
-
-func (e *IssueError) Error() string {
-	switch e.Status {
-	case 0:
-		return fmt.Sprintf("asking %s for a client token: %v", e.URL, e.Err)
-	case http.StatusUnauthorized:
-		return fmt.Sprintf("%s refused the identity's token (401): the identity must belong to the tenant of the Web PubSub resource", e.URL)
-	case http.StatusForbidden:
-		return fmt.Sprintf("%s answered 403: the identity lacks the \"Web PubSub Service Owner\" role on the Web PubSub resource; assign it (role assignments take up to 30 minutes to apply)", e.URL)
-	case http.StatusNotFound:
-		return fmt.Sprintf("%s answered 404: check serviceUri; it must be the Web PubSub resource's endpoint", e.URL)
-	}
-	if e.Err != nil {
-		return fmt.Sprintf("%s answered %d: %v", e.URL, e.Status, e.Err)
-	}
-	return fmt.Sprintf("%s answered %d", e.URL, e.Status)
-}
-
-func (e *IssueError) Unwrap() error { return e.Err }
-
 // IssueToken asks the service for a client token, once: a retry would
 // outlast the caller's negotiate. Errors name the API without its query
 // and hold no token.
@@ -129,19 +103,19 @@ func (c *TokenClient) IssueToken(ctx context.Context, req rewrite.TokenRequest) 
 	}
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
 	if err != nil {
-		return "", &IssueError{URL: apiURL, Err: err}
+		return "", &APIError{api: tokenAPI, URL: apiURL, Err: err}
 	}
 	hr.Header.Set("Accept", "application/json")
 	status, body, err := callAPI(c.cfg.Client, hr, tok.Token)
 	if err != nil || status != http.StatusOK {
-		return "", &IssueError{URL: apiURL, Status: status, Err: err}
+		return "", &APIError{api: tokenAPI, URL: apiURL, Status: status, Err: err}
 	}
 	// The error never quotes the answer: it may hold a token.
 	var answer struct {
 		Token *string `json:"token"`
 	}
 	if err := json.Unmarshal(body, &answer); err != nil || answer.Token == nil || *answer.Token == "" {
-		return "", &IssueError{URL: apiURL, Status: status, Err: errors.New("the answer has no token string")}
+		return "", &APIError{api: tokenAPI, URL: apiURL, Status: status, Err: errors.New("the answer has no token string")}
 	}
 	return *answer.Token, nil
 }
