@@ -63,7 +63,7 @@ var hubName = regexp.MustCompile("^[A-Za-z][A-Za-z0-9_`,.\\[\\]]{0,127}$")
 //   - HS256, with a header of alg, typ JWT and an optional kid;
 //   - an aud of the form {endpoint}/client/hubs/{hub}, the endpoint k's;
 //   - every client URL of the body (url, baseUrl) for the same endpoint and
-//     hub, with ws or wss, and nothing in its query but access_token;
+//     hub, with ws or wss, and nothing in its query but url's access_token;
 //   - numeric exp, not past, with iat and nbf, where present, not in the
 //     future, and a lifetime of at most maxUnverifiedLifetime;
 //   - no claim but issuedClaims, role and webpubsub.group strings or
@@ -141,8 +141,11 @@ func (r *Rewriter) checkIssuedURLs(obj object, aud *url.URL) error {
 		scheme = "ws"
 	}
 	return r.eachClientURL(obj, func(name string, u *url.URL) error {
+		// Only the URL member carries the token, and findToken made sure it
+		// is the one being replaced; a baseUrl has no query at all, and an
+		// access_token in it would reach the client unreplaced.
 		q, qerr := url.ParseQuery(u.RawQuery)
-		extra := len(q) > 1 || len(q) == 1 && len(q["access_token"]) != 1
+		extra := len(q) > 1 || len(q) == 1 && (name != r.format.URLField || len(q["access_token"]) != 1)
 		if !strings.EqualFold(u.Scheme, scheme) || CanonicalHost(u) != CanonicalHost(aud) || u.EscapedPath() != aud.EscapedPath() ||
 			qerr != nil || extra || u.Fragment != "" || u.User != nil {
 			return fail(ReasonUnverified, "the body's %s does not send clients to the endpoint and hub of the token's aud", name)
