@@ -78,7 +78,7 @@ type Config struct {
 	// send a negotiate's body, from when its headers have been read; past
 	// it the caller gets 408. Default NegotiateTimeout.
 	RequestTimeout time.Duration
-	// Transport carries requests to the upstream. Default: NewTransport().
+	// Transport carries requests to the upstream. Default: NewTransport(0).
 	Transport http.RoundTripper
 	// Logger receives one line per negotiate request and upstream errors.
 	// Tokens, keys and the Authorization header are never logged. Default: no logs.
@@ -89,14 +89,30 @@ type Config struct {
 	Now func() time.Time
 }
 
+// DefaultMaxIdleConns is how many idle connections to the app NewTransport
+// keeps when it is given no number.
+const DefaultMaxIdleConns = 100
+
 // NewTransport returns the default upstream transport. The upstream runs in
 // the same pod, so the dial timeout is short: a caller learns within about
 // two seconds that the app is down, instead of hanging.
-func NewTransport() *http.Transport {
+//
+// maxIdle is how many idle connections to the app it keeps
+// (DefaultMaxIdleConns when not positive); give it the most requests the
+// proxy carries at once. With fewer, every request beyond them at a peak
+// dials the app and closes its connection after one use, and each closed
+// connection on loopback stays in TIME_WAIT for a minute: at 256 requests
+// at once and 100 kept, that was some 950 new connections a second, enough
+// to run out of local ports in half a minute. Idle connections close after
+// 90 seconds, so a peak's connections do not stay for long.
+func NewTransport(maxIdle int) *http.Transport {
+	if maxIdle <= 0 {
+		maxIdle = DefaultMaxIdleConns
+	}
 	return &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   100,
+		MaxIdleConns:          maxIdle,
+		MaxIdleConnsPerHost:   maxIdle,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   5 * time.Second,
 		ExpectContinueTimeout: time.Second,
@@ -149,7 +165,7 @@ func New(cfg Config) (*Handler, error) {
 		cfg.RequestTimeout = cfg.NegotiateTimeout
 	}
 	if cfg.Transport == nil {
-		cfg.Transport = NewTransport()
+		cfg.Transport = NewTransport(0)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()

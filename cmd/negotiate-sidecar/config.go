@@ -84,7 +84,9 @@ type tokenSettings struct {
 // in about 90 MiB, within the chart's default memory limit of 128 MiB. Idle
 // keep-alive connections are closed to make room when the limit is reached,
 // so in practice it counts busy connections, and 2048 requests at once are
-// far more than a Functions host answers.
+// far more than a Functions host answers. The proxy keeps as many idle
+// connections to the app (proxy.NewTransport), for 90 seconds after a peak,
+// so the memory of a peak stays that long.
 //
 // The default token cache of 4096 holds the tokens of a few thousand active
 // callers in at most 8 MiB (auth.EntryBudget each); the default shutdown

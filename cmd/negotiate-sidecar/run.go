@@ -155,10 +155,12 @@ func start(ctx context.Context, s settings, env environment, args []string, log 
 	cache := auth.NewCache(s.TokenCacheSize)
 	m := newSidecarMetrics(reg, cur, cache, time.Now)
 	d := deps{
-		cache:     cache,
-		log:       log,
-		metrics:   proxy.NewMetrics(reg),
-		transport: proxy.NewTransport(),
+		cache:   cache,
+		log:     log,
+		metrics: proxy.NewMetrics(reg),
+		// One idle connection to the app for each client connection:
+		// HTTP/1.1 carries one request at a time, so no peak dials again.
+		transport: proxy.NewTransport(s.MaxConnections),
 		pool:      auth.NewKeyPool(bg, log, &http.Client{Timeout: 10 * time.Second}, m.keyFetch),
 		entra:     entra.NewPool(bg, log, &http.Client{Timeout: 30 * time.Second}, entraOptions(env), m.entraKeyFetch),
 	}

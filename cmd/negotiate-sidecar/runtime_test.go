@@ -21,7 +21,7 @@ func TestReadinessFollowsMaxStaleness(t *testing.T) {
 	defer cancel()
 	d := deps{
 		log:       zap.NewNop(),
-		transport: proxy.NewTransport(),
+		transport: proxy.NewTransport(0),
 		pool:      auth.NewKeyPool(ctx, zap.NewNop(), &http.Client{Timeout: 5 * time.Second}, func(string, error) {}),
 	}
 	for _, tt := range []struct {
