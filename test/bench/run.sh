@@ -3,10 +3,12 @@
 # with a tuned transport) and nginx, all in front of the same stand-in app, with
 # one load generator (wrk), in one run, on 127.0.0.1 only. It prints requests a
 # second for each workload and the sidecar's ratios to the baselines: ratios,
-# because absolute figures on a shared machine mean little.
+# because absolute figures on a shared machine mean little. Then the latency
+# each proxy adds at one connection, and the memory of the sidecar and of the
+# plain proxy with 256 connections.
 #
-#   bash test/bench/run.sh              # 5 s a measurement, 32 connections
-#   DURATION=10s CONNECTIONS=64 bash test/bench/run.sh
+#   bash test/bench/run.sh              # 5 s a measurement, 3 rounds, 32 connections
+#   DURATION=10s ROUNDS=5 CONNECTIONS=64 bash test/bench/run.sh
 #
 # Needs wrk; nginx is measured when it is installed. On Debian, as root:
 # apt-get install wrk nginx-light. Each process started here is stopped on exit.
@@ -15,7 +17,7 @@ cd "$(dirname "$0")/../.."
 
 duration=${DURATION:-5s}
 conns=${CONNECTIONS:-32}
-rounds=${ROUNDS:-2}
+rounds=${ROUNDS:-3}
 log_level=${LOG_LEVEL:-info} # the sidecar's default
 
 if ! command -v wrk >/dev/null; then
@@ -44,6 +46,7 @@ start() {
 	shift
 	"$@" >"$work/$name.out" 2>"$work/$name.err" &
 	pids+=($!)
+	echo $! >"$work/$name.pid"
 	for _ in $(seq 100); do
 		[ -s "$work/$name.out" ] && break
 		sleep 0.05
@@ -126,24 +129,40 @@ wait_http "$plain/"
 once() {
 	BENCH_TOKENS=$2 wrk -t1 -c"$conns" -d"$duration" -s test/bench/request.lua "$1" | awk '/^Requests\/sec:/ {print $2}'
 }
-best() { awk -v a="$1" -v b="$2" 'BEGIN {print (b > a) ? b : a}'; }
-
+# median NUMBERS...: the middle one (the mean of the two middle ones).
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
+# Each proxy first runs for a moment untimed, with every token: connections
+# to the app are open, the heap has grown to its working size, and the
+# sidecar has seen the tokens, as in any proxy that has been up a while.
+for target in "$plain" "$ngx" "$side" "$nocache"; do
+	[ -n "$target" ] || continue
+	BENCH_TOKENS="$work/tokens-2000.txt" wrk -t1 -c"$conns" -d2s -s test/bench/request.lua "$target/api/negotiate" >/dev/null
+done
+
 printf '%-44s %12s %12s %12s %10s %10s\n' workload "plain Go" nginx sidecar "/plain Go" "/nginx"
-# measure LABEL PATH TOKENS TARGET: the best of $rounds runs for each proxy,
-# the proxies taking turns within each round, so that a change in the
-# machine's load during the measurement falls on all of them alike.
+# measure LABEL PATH TOKENS TARGET: $rounds rounds in which the proxies take
+# turns, so that a change in the machine's load falls on all of them alike.
+# Each round gives the sidecar's ratio to the others measured beside it; the
+# median of those ratios is printed, with the median requests a second.
 measure() {
 	local label=$1 path=$2 tokens=$3 target=$4
-	local p=0 n=0 s=0
+	local ps=() ns=() ss=() rp=() rn=() p n s
 	for _ in $(seq "$rounds"); do
-		p=$(best "$p" "$(once "$plain$path" "$tokens")")
-		[ -n "$ngx" ] && n=$(best "$n" "$(once "$ngx$path" "$tokens")")
-		s=$(best "$s" "$(once "$target$path" "$tokens")")
+		p=$(once "$plain$path" "$tokens")
+		n=""
+		[ -n "$ngx" ] && n=$(once "$ngx$path" "$tokens")
+		s=$(once "$target$path" "$tokens")
+		ps+=("$p") ss+=("$s") rp+=("$(ratio "$s" "$p")")
+		[ -n "$n" ] && ns+=("$n") rn+=("$(ratio "$s" "$n")")
 	done
-	[ -n "$ngx" ] && n=$(printf '%.0f' "$n") || n=-
-	printf '%-44s %12.0f %12s %12.0f %10s %10s\n' "$label" "$p" "$n" "$s" "$(ratio "$s" "$p")" "$( [ "$n" = - ] && echo - || ratio "$s" "$n")"
+	if [ -n "$ngx" ]; then
+		n=$(printf '%.0f' "$(median "${ns[@]}")") rn=$(printf '%.2f' "$(median "${rn[@]}")")
+	else
+		n=- rn=-
+	fi
+	printf '%-44s %12.0f %12s %12.0f %10.2f %10s\n' "$label" "$(median "${ps[@]}")" "$n" "$(median "${ss[@]}")" "$(median "${rp[@]}")" "$rn"
 }
 measure "negotiate, one caller token repeated" /api/negotiate "$work/tokens-1.txt" "$side"
 measure "negotiate, 2,000 caller tokens in rotation" /api/negotiate "$work/tokens-2000.txt" "$side"
@@ -157,20 +176,36 @@ p50() {
 	BENCH_TOKENS=$2 wrk -t1 -c1 -d"$duration" --latency -s test/bench/request.lua "$1" |
 		awk '$1 == "50%" { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); print v } else if (v ~ /ms$/) { sub(/ms$/, "", v); print v * 1000 } else { sub(/s$/, "", v); print v * 1000000 } }'
 }
-direct=$(p50 "$app/api/negotiate" "$work/tokens-1.txt")
-echo
-printf 'median latency of a negotiate at one connection: app directly %.0f us' "$direct"
-for t in "plain Go:$plain" "sidecar:$side"; do
-	l=$(p50 "${t#*:}/api/negotiate" "$work/tokens-1.txt")
-	printf ', %s adds %.0f us' "${t%%:*}" "$(awk -v a="$l" -v b="$direct" 'BEGIN {print a - b}')"
+# The app directly and each proxy take turns, $rounds times; the medians of
+# what each proxy adds are printed, and of what the sidecar adds beyond the
+# plain proxy measured beside it.
+adds_plain=() adds_side=() beyond=()
+for _ in $(seq "$rounds"); do
+	d=$(p50 "$app/api/negotiate" "$work/tokens-1.txt")
+	p=$(p50 "$plain/api/negotiate" "$work/tokens-1.txt")
+	s=$(p50 "$side/api/negotiate" "$work/tokens-1.txt")
+	adds_plain+=("$(awk -v a="$p" -v b="$d" 'BEGIN {print a - b}')")
+	adds_side+=("$(awk -v a="$s" -v b="$d" 'BEGIN {print a - b}')")
+	beyond+=("$(awk -v a="$s" -v b="$p" 'BEGIN {print a - b}')")
 done
 echo
+printf 'median latency a proxy adds to a negotiate at one connection: plain Go %.0f us, sidecar %.0f us, %.0f us more than plain Go\n' \
+	"$(median "${adds_plain[@]}")" "$(median "${adds_side[@]}")" "$(median "${beyond[@]}")"
 
-# Memory with 256 open client connections.
-wrk -t1 -c256 -d"$duration" -s test/bench/request.lua "$side/api/negotiate" >/dev/null &
-wrkpid=$!
-sleep 2
-rss=$(awk '/^VmRSS/ {print $2}' "/proc/$(cat "$work/side.pid")/status")
-wait "$wrkpid"
-hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$(cat "$work/side.pid")/status")
-printf 'sidecar memory with 256 connections: RSS %.1f MiB (peak %.1f MiB)\n' "$(awk -v k="$rss" 'BEGIN {print k / 1024}')" "$(awk -v k="$hwm" 'BEGIN {print k / 1024}')"
+# Memory with 256 open client connections, each negotiating as the caller
+# of the first token: the sidecar against the plain proxy, both after the
+# same workloads.
+rss() {
+	local pid=$1 url=$2 rss hwm
+	BENCH_TOKENS="$work/tokens-1.txt" wrk -t1 -c256 -d"$duration" -s test/bench/request.lua "$url/api/negotiate" >/dev/null &
+	local wrkpid=$!
+	sleep 2
+	rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+	wait "$wrkpid"
+	hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
+	awk -v r="$rss" -v h="$hwm" 'BEGIN {printf "%.1f %.1f\n", r / 1024, h / 1024}'
+}
+read -r side_rss side_hwm < <(rss "$(cat "$work/side.pid")" "$side")
+read -r plain_rss plain_hwm < <(rss "$(cat "$work/plain.pid")" "$plain")
+printf 'memory with 256 connections negotiating: sidecar RSS %s MiB (peak %s), plain Go %s MiB (peak %s), ratio %s\n' \
+	"$side_rss" "$side_hwm" "$plain_rss" "$plain_hwm" "$(ratio "$side_rss" "$plain_rss")"
