@@ -9,6 +9,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -26,6 +27,9 @@ func main() {
 	// bytes of an unexpected answer from the app, which may hold a token.
 	log.SetFlags(log.LstdFlags | log.LUTC)
 	log.SetOutput(redactingWriter{os.Stderr})
+	if limit := memoryLimit(os.Getenv, "/sys/fs/cgroup"); limit > 0 {
+		debug.SetMemoryLimit(limit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), shutdownSignals()...)
 	err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
 	stop()

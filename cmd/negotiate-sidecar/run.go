@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -254,7 +255,7 @@ func (sc *sidecar) newServers(bg context.Context, reg *prometheus.Registry) {
 
 // logStarted says what the sidecar started with: never a key or a token.
 func logStarted(log *zap.Logger, s settings, rt *instance) {
-	log.Info("started",
+	fields := []zap.Field{
 		zap.String("version", binaryVersion()),
 		zap.String("upstream", s.Upstream),
 		zap.String("service", s.Service),
@@ -262,7 +263,13 @@ func logStarted(log *zap.Logger, s settings, rt *instance) {
 		zap.Strings("endpoints", endpointSummary(rt.endpoints)),
 		zap.String("config", s.configFile),
 		zap.Int("max_connections", s.MaxConnections),
-	)
+	}
+	// The Go runtime's soft memory limit, from GOMEMLIMIT or from the
+	// container's limit (see memoryLimit), when there is one.
+	if limit := debug.SetMemoryLimit(-1); limit < math.MaxInt64 {
+		fields = append(fields, zap.Int64("memory_limit_bytes", limit))
+	}
+	log.Info("started", fields...)
 }
 
 func (sc *sidecar) serve(srv *http.Server, ln net.Listener, name string) {
