@@ -100,11 +100,11 @@ const DefaultMaxIdleConns = 100
 // maxIdle is how many idle connections to the app it keeps
 // (DefaultMaxIdleConns when not positive); give it the most requests the
 // proxy carries at once. With fewer, every request beyond them at a peak
-// dials the app and closes its connection after one use, and each closed
-// connection on loopback stays in TIME_WAIT for a minute: at 256 requests
-// at once and 100 kept, that was some 950 new connections a second, enough
-// to run out of local ports in half a minute. Idle connections close after
-// 90 seconds, so a peak's connections do not stay for long.
+// dials the app and closes its connection after one use: at 256 requests at
+// once and 100 kept, that was some 950 new connections a second, the cost
+// of a dial each, and each closed one left in TIME_WAIT for a minute, tens
+// of thousands of sockets against the pod's local ports. Idle connections
+// close after 90 seconds, so a peak's connections do not stay for long.
 func NewTransport(maxIdle int) *http.Transport {
 	if maxIdle <= 0 {
 		maxIdle = DefaultMaxIdleConns
