@@ -148,21 +148,20 @@ printf '%-44s %12s %12s %12s %10s %10s\n' workload "plain Go" nginx sidecar "/pl
 # median of those ratios is printed, with the median requests a second.
 measure() {
 	local label=$1 path=$2 tokens=$3 target=$4
-	local ps=() ns=() ss=() rp=() rn=() p n s
+	local ps=() ns=() ss=() rp=() rn=() p n s ngx_rps=- ngx_ratio=-
 	for _ in $(seq "$rounds"); do
 		p=$(once "$plain$path" "$tokens")
-		n=""
 		[ -n "$ngx" ] && n=$(once "$ngx$path" "$tokens")
 		s=$(once "$target$path" "$tokens")
 		ps+=("$p") ss+=("$s") rp+=("$(ratio "$s" "$p")")
-		[ -n "$n" ] && ns+=("$n") rn+=("$(ratio "$s" "$n")")
+		if [ -n "$ngx" ]; then
+			ns+=("$n") rn+=("$(ratio "$s" "$n")")
+		fi
 	done
 	if [ -n "$ngx" ]; then
-		n=$(printf '%.0f' "$(median "${ns[@]}")") rn=$(printf '%.2f' "$(median "${rn[@]}")")
-	else
-		n=- rn=-
+		ngx_rps=$(printf '%.0f' "$(median "${ns[@]}")") ngx_ratio=$(printf '%.2f' "$(median "${rn[@]}")")
 	fi
-	printf '%-44s %12.0f %12s %12.0f %10.2f %10s\n' "$label" "$(median "${ps[@]}")" "$n" "$(median "${ss[@]}")" "$(median "${rp[@]}")" "$rn"
+	printf '%-44s %12.0f %12s %12.0f %10.2f %10s\n' "$label" "$(median "${ps[@]}")" "$ngx_rps" "$(median "${ss[@]}")" "$(median "${rp[@]}")" "$ngx_ratio"
 }
 measure "negotiate, one caller token repeated" /api/negotiate "$work/tokens-1.txt" "$side"
 measure "negotiate, 2,000 caller tokens in rotation" /api/negotiate "$work/tokens-2000.txt" "$side"
