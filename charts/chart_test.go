@@ -805,12 +805,8 @@ func TestChartSchemaRejectsBadValues(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			override, err := chartutil.ReadValues([]byte(tc.values))
-			if err != nil {
-				t.Fatal(err)
-			}
-			vals := overlay(copyValues(t, base), override.AsMap())
-			_, err = render(loadChart(t, chartDir), vals, kubeVersion)
+			vals := overlayYAML(t, copyValues(t, base), tc.values)
+			_, err := render(loadChart(t, chartDir), vals, kubeVersion)
 			if err == nil {
 				t.Fatalf("values %q accepted", tc.values)
 			}
@@ -865,12 +861,8 @@ func TestChartRefusesIncompleteValues(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			override, err := chartutil.ReadValues([]byte(tc.values))
-			if err != nil {
-				t.Fatal(err)
-			}
-			vals := overlay(copyValues(t, base), override.AsMap())
-			_, err = render(loadChart(t, chartDir), vals, tc.kube)
+			vals := overlayYAML(t, copyValues(t, base), tc.values)
+			_, err := render(loadChart(t, chartDir), vals, tc.kube)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}
@@ -966,6 +958,16 @@ func overlay(base, override map[string]any) map[string]any {
 		base[k] = o
 	}
 	return base
+}
+
+// overlayYAML sets the values written as YAML in text over base, as overlay does, and returns base.
+func overlayYAML(t *testing.T, base map[string]any, text string) map[string]any {
+	t.Helper()
+	override, err := chartutil.ReadValues([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return overlay(base, override.AsMap())
 }
 
 // copyValues deep-copies values, so that coalescing into them leaves the original alone.

@@ -3,8 +3,6 @@ package charts
 import (
 	"path/filepath"
 	"testing"
-
-	"helm.sh/helm/v3/pkg/chartutil"
 )
 
 // TestChartConnectionByIdentity renders the ways to connect with Microsoft Entra ID instead of an access key
@@ -55,11 +53,7 @@ connectionString:
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			override, err := chartutil.ReadValues([]byte(tc.values))
-			if err != nil {
-				t.Fatal(err)
-			}
-			vals := overlay(readValues(t, filepath.Join(chartDir, "ci", "full-values.yaml")), override.AsMap())
+			vals := overlayYAML(t, readValues(t, filepath.Join(chartDir, "ci", "full-values.yaml")), tc.values)
 			r := mustRender(t, chartDir, vals)
 			o := decode(t, r.manifests)
 			v := r.chartValues(t, "")

@@ -139,11 +139,7 @@ func TestChartShutdownTiming(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			override, err := chartutil.ReadValues([]byte(tc.values))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := mustRender(t, chartDir, overlay(copyValues(t, base), override.AsMap()))
+			r := mustRender(t, chartDir, overlayYAML(t, copyValues(t, base), tc.values))
 			o := decode(t, r.manifests)
 			v := r.chartValues(t, "")
 			pod := o.deployments[0].Spec.Template.Spec

@@ -86,11 +86,7 @@ func TestChartWorkloadIdentity(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			override, err := chartutil.ReadValues([]byte(tc.values))
-			if err != nil {
-				t.Fatal(err)
-			}
-			vals := overlay(readValues(t, filepath.Join(chartDir, "ci", "full-values.yaml")), override.AsMap())
+			vals := overlayYAML(t, readValues(t, filepath.Join(chartDir, "ci", "full-values.yaml")), tc.values)
 			r := mustRender(t, chartDir, vals)
 			o := decode(t, r.manifests)
 			v := r.chartValues(t, "")
