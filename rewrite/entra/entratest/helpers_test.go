@@ -3,6 +3,7 @@ package entratest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -27,6 +29,18 @@ func getToken(t *testing.T, cred azcore.TokenCredential) (string, error) {
 	defer cancel()
 	tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{signalRScope}})
 	return tok.Token, err
+}
+
+// failsToSignIn asks cred for a SignalR token and returns the
+// AuthenticationFailedError it must fail with.
+func failsToSignIn(t *testing.T, cred azcore.TokenCredential) *azidentity.AuthenticationFailedError {
+	t.Helper()
+	_, err := getToken(t, cred)
+	var afe *azidentity.AuthenticationFailedError
+	if !errors.As(err, &afe) {
+		t.Fatalf("GetToken error = %v, want an AuthenticationFailedError", err)
+	}
+	return afe
 }
 
 // signsInAs makes a credential with newCred and checks that it gets a

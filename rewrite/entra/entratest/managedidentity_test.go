@@ -1,7 +1,6 @@
 package entratest
 
 import (
-	"errors"
 	"net/http"
 	"testing"
 	"time"
@@ -94,19 +93,15 @@ func TestManagedIdentityFailures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = getToken(t, cred)
 			// An App Service source fails with AuthenticationFailedError,
 			// never "credential unavailable", whatever the cause.
-			var afe *azidentity.AuthenticationFailedError
-			if !errors.As(err, &afe) {
-				t.Fatalf("GetToken error = %v, want an AuthenticationFailedError", err)
-			}
+			afe := failsToSignIn(t, cred)
 			code := 0
 			if afe.RawResponse != nil {
 				code = afe.RawResponse.StatusCode
 			}
 			if code != tt.wantCode {
-				t.Errorf("status = %d, want %d (%v)", code, tt.wantCode, err)
+				t.Errorf("status = %d, want %d (%v)", code, tt.wantCode, afe)
 			}
 			if mi.Requests() != tt.wantReqs {
 				t.Errorf("identity endpoint requests = %d, want %d", mi.Requests(), tt.wantReqs)

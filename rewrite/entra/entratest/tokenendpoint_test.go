@@ -144,19 +144,15 @@ func TestTokenEndpointRefuses(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = getToken(t, cred)
-			var afe *azidentity.AuthenticationFailedError
-			if !errors.As(err, &afe) {
-				t.Fatalf("GetToken error = %v, want an AuthenticationFailedError", err)
-			}
+			afe := failsToSignIn(t, cred)
 			if tt.wantCode != 0 && (afe.RawResponse == nil || afe.RawResponse.StatusCode != tt.wantCode) {
-				t.Errorf("GetToken error = %v, want status %d", err, tt.wantCode)
+				t.Errorf("GetToken error = %v, want status %d", afe, tt.wantCode)
 			}
-			if !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("GetToken error = %v, want one mentioning %q", err, tt.wantErr)
+			if !strings.Contains(afe.Error(), tt.wantErr) {
+				t.Errorf("GetToken error = %v, want one mentioning %q", afe, tt.wantErr)
 			}
 			if testing.Verbose() {
-				t.Log(err)
+				t.Log(afe)
 			}
 		})
 	}
