@@ -261,6 +261,9 @@ func (h *Handler) readRequestBody(w http.ResponseWriter, r *http.Request) (strin
 	r.Body = http.NoBody
 	if len(body) > 0 {
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		// For a second try on a new connection when the app closed the
+		// first one unanswered.
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
 	r.ContentLength = int64(len(body))
 	r.TransferEncoding = nil
@@ -403,7 +406,13 @@ func (h *Handler) roundTrip(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 
 	start := h.cfg.Now()
-	resp, err := h.cfg.Transport.RoundTrip(out)
+	var resp *http.Response
+	var err error
+	if t, ok := h.cfg.Transport.(*Transport); ok && out.URL.Scheme == "http" {
+		resp, err = t.exchange(out)
+	} else {
+		resp, err = h.cfg.Transport.RoundTrip(out)
+	}
 	h.cfg.Metrics.upstream("negotiate", err, h.cfg.Now().Sub(start))
 	if err != nil {
 		return nil, nil, h.upstreamFailed(w, r, ctx, err, OutcomeUpstreamUnreachable, "")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -87,36 +86,6 @@ type Config struct {
 	Metrics *Metrics
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
-}
-
-// DefaultMaxIdleConns is how many idle connections to the app NewTransport
-// keeps when it is given no number.
-const DefaultMaxIdleConns = 100
-
-// NewTransport returns the default upstream transport. The upstream runs in
-// the same pod, so the dial timeout is short: a caller learns within about
-// two seconds that the app is down, instead of hanging.
-//
-// maxIdle is how many idle connections to the app it keeps
-// (DefaultMaxIdleConns when not positive); give it the most requests the
-// proxy carries at once. With fewer, every request beyond them at a peak
-// dials the app and closes its connection after one use: at 256 requests at
-// once and 100 kept, that was some 950 new connections a second, the cost
-// of a dial each, and each closed one left in TIME_WAIT for a minute, tens
-// of thousands of sockets against the pod's local ports. Idle connections
-// close after 90 seconds, so a peak's connections do not stay for long.
-func NewTransport(maxIdle int) *http.Transport {
-	if maxIdle <= 0 {
-		maxIdle = DefaultMaxIdleConns
-	}
-	return &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          maxIdle,
-		MaxIdleConnsPerHost:   maxIdle,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
 }
 
 // CheckUpstream requires an absolute http or https URL, as Config.Upstream.
