@@ -262,25 +262,37 @@ func (p *connPool) wrap(nc net.Conn) *appConn {
 
 // get returns an idle connection the app has not closed, or a new one.
 func (p *connPool) get(ctx context.Context, addr string) (*appConn, error) {
-	now := time.Now()
-	p.mu.Lock()
-	for len(p.idle) > 0 {
-		c := p.idle[len(p.idle)-1]
-		p.idle[len(p.idle)-1] = nil
-		p.idle = p.idle[:len(p.idle)-1]
-		if now.Sub(c.idleSince) < p.idleTimeout && c.br.Buffered() == 0 && open(c.Conn) {
-			p.mu.Unlock()
+	for {
+		c := p.pop()
+		if c == nil {
+			break
+		}
+		// Looked at outside the lock: it is a system call.
+		if time.Since(c.idleSince) < p.idleTimeout && c.br.Buffered() == 0 && open(c.Conn) {
 			c.reused, c.nread = true, 0
 			return c, nil
 		}
 		c.Close()
 	}
-	p.mu.Unlock()
 	nc, err := p.dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	return p.wrap(nc), nil
+}
+
+// pop takes the most recently used idle connection, nil when there is none.
+func (p *connPool) pop() *appConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.idle)
+	if n == 0 {
+		return nil
+	}
+	c := p.idle[n-1]
+	p.idle[n-1] = nil
+	p.idle = p.idle[:n-1]
+	return c
 }
 
 // put keeps c for the next exchange, or closes it when the pool is full.
