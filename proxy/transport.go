@@ -115,7 +115,7 @@ func (t *Transport) exchange(r *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		resp, err = t.exchangeOn(ctx, t.conns.wrap(nc), r)
+		resp, err = t.exchangeOn(ctx, &appConn{Conn: nc, pool: &t.conns, readLimit: -1}, r)
 	}
 	return resp, err
 }
@@ -143,21 +143,25 @@ func (t *Transport) exchangeOn(ctx context.Context, c *appConn, r *http.Request)
 		if !stop() {
 			err = errors.Join(context.Cause(ctx), err)
 		}
-		c.Close()
+		c.close()
 		return nil, err
 	}
-	resp.Body = &exchangeBody{src: resp.Body, pool: &t.conns, c: c, stop: stop, keep: !resp.Close && !r.Close}
+	resp.Body = &exchangeBody{src: resp.Body, c: c, stop: stop, keep: !resp.Close && !r.Close}
 	return resp, nil
 }
 
 // exchange writes r on c and reads the answer's head.
 func (c *appConn) exchange(r *http.Request) (*http.Response, error) {
-	if err := r.Write(c.bw); err != nil {
+	bw := c.pool.writer(c.Conn)
+	err := r.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	c.pool.putWriter(bw)
+	if err != nil {
 		return nil, fmt.Errorf("writing the request: %w", err)
 	}
-	if err := c.bw.Flush(); err != nil {
-		return nil, fmt.Errorf("writing the request: %w", err)
-	}
+	c.br = c.pool.reader(c)
 	c.readLimit = maxResponseHeaderBytes
 	defer func() { c.readLimit = -1 }()
 	for interim := 0; ; interim++ {
@@ -183,14 +187,17 @@ func (c *appConn) exchange(r *http.Request) (*http.Response, error) {
 // exchangeBody is the body of an answer read by exchange.
 type exchangeBody struct {
 	src  io.Reader // never closed: closing an http body reads the rest of it
-	pool *connPool
-	c    *appConn // nil once closed
+	c    *appConn  // nil once closed
 	stop func() bool
 	keep bool // neither side asked to close the connection
 	eof  bool
 }
 
 func (b *exchangeBody) Read(p []byte) (int, error) {
+	if b.c == nil {
+		// The reader under src may serve another exchange by now.
+		return 0, errors.New("read on a closed answer body")
+	}
 	n, err := b.src.Read(p)
 	if err == io.EOF {
 		b.eof = true
@@ -206,10 +213,12 @@ func (b *exchangeBody) Close() error {
 	}
 	// A false stop means the context ended and the connection's deadline
 	// is, or is about to be, in the past.
-	if b.stop() && b.eof && b.keep {
-		b.pool.put(b.c)
+	// Bytes after the answer were sent for no request: the connection
+	// cannot be trusted to carry the next answer.
+	if b.stop() && b.eof && b.keep && b.c.br.Buffered() == 0 {
+		b.c.pool.put(b.c)
 	} else {
-		b.c.Close()
+		b.c.close()
 	}
 	b.c = nil
 	return nil
@@ -224,13 +233,17 @@ type connPool struct {
 	mu    sync.Mutex
 	idle  []*appConn // by the time they went idle, oldest first
 	sweep *time.Timer
+
+	// Buffers are lent for an exchange only: an idle connection holds
+	// none, which at hundreds of connections is megabytes.
+	readers, writers sync.Pool
 }
 
-// appConn is a connection to the app with its buffers.
+// appConn is a connection to the app.
 type appConn struct {
 	net.Conn
-	br        *bufio.Reader
-	bw        *bufio.Writer
+	pool      *connPool
+	br        *bufio.Reader // during an exchange
 	reused    bool
 	idleSince time.Time
 	nread     int64 // bytes read in this exchange
@@ -253,11 +266,40 @@ func (c *appConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (p *connPool) wrap(nc net.Conn) *appConn {
-	c := &appConn{Conn: nc, readLimit: -1}
-	c.br = bufio.NewReader(c)
-	c.bw = bufio.NewWriter(nc)
-	return c
+func (p *connPool) reader(c *appConn) *bufio.Reader {
+	if br, ok := p.readers.Get().(*bufio.Reader); ok {
+		br.Reset(c)
+		return br
+	}
+	return bufio.NewReader(c)
+}
+
+func (p *connPool) writer(w io.Writer) *bufio.Writer {
+	if bw, ok := p.writers.Get().(*bufio.Writer); ok {
+		bw.Reset(w)
+		return bw
+	}
+	return bufio.NewWriter(w)
+}
+
+func (p *connPool) putWriter(bw *bufio.Writer) {
+	bw.Reset(nil)
+	p.writers.Put(bw)
+}
+
+// idle gives back c's reader, which holds nothing more, before c goes idle.
+func (c *appConn) idle() {
+	if c.br != nil {
+		c.br.Reset(nil)
+		c.pool.readers.Put(c.br)
+		c.br = nil
+	}
+}
+
+// close closes c and gives back its reader.
+func (c *appConn) close() {
+	c.Conn.Close()
+	c.idle()
 }
 
 // get returns an idle connection the app has not closed, or a new one.
@@ -268,17 +310,17 @@ func (p *connPool) get(ctx context.Context, addr string) (*appConn, error) {
 			break
 		}
 		// Looked at outside the lock: it is a system call.
-		if time.Since(c.idleSince) < p.idleTimeout && c.br.Buffered() == 0 && open(c.Conn) {
+		if time.Since(c.idleSince) < p.idleTimeout && open(c.Conn) {
 			c.reused, c.nread = true, 0
 			return c, nil
 		}
-		c.Close()
+		c.close()
 	}
 	nc, err := p.dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return p.wrap(nc), nil
+	return &appConn{Conn: nc, pool: p, readLimit: -1}, nil
 }
 
 // pop takes the most recently used idle connection, nil when there is none.
@@ -297,6 +339,7 @@ func (p *connPool) pop() *appConn {
 
 // put keeps c for the next exchange, or closes it when the pool is full.
 func (p *connPool) put(c *appConn) {
+	c.idle()
 	c.idleSince = time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -355,6 +355,7 @@ func TestWhichConnectionsAreKept(t *testing.T) {
 		{"Connection: close", answer("Connection: close\r\n"), false},
 		{"an answer over the limit", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(big), big), false},
 		{"an app error", "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nboom", true},
+		{"bytes after the answer", answer("") + "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
