@@ -35,8 +35,10 @@ cleanup() {
 trap cleanup EXIT
 
 echo "building..." >&2
-go build -o "$work/sidecar" ./cmd/negotiate-sidecar
-go build -o "$work/benchtool" ./test/bench/benchtool
+# Built as the Dockerfile builds the image: the size of the code mapped in
+# counts in the memory measured below.
+go build -trimpath -ldflags "-s -w" -o "$work/sidecar" ./cmd/negotiate-sidecar
+go build -trimpath -ldflags "-s -w" -o "$work/benchtool" ./test/bench/benchtool
 tool="$work/benchtool"
 
 # start NAME CMD...: runs CMD in the background; its first line of output
@@ -191,9 +193,29 @@ echo
 printf 'median latency a proxy adds to a negotiate at one connection: plain Go %.0f us, sidecar %.0f us, %.0f us more than plain Go\n' \
 	"$(median "${adds_plain[@]}")" "$(median "${adds_side[@]}")" "$(median "${beyond[@]}")"
 
-# Memory with 256 open client connections, each negotiating as the caller
-# of the first token: the sidecar against the plain proxy, both after the
-# same workloads.
+# Memory with 256 open client connections: first quiet, each after one
+# negotiate, as an ingress's pool of connections; then each negotiating as
+# fast as it can, as the caller of the first token. The sidecar against the
+# plain proxy, both after the same workloads.
+rss_quiet() {
+	local pid=$1 url=$2 holdpid
+	"$tool" hold -url "$url/api/negotiate" -tokens "$work/tokens-1.txt" -n 256 -for 3s >"$work/hold.out" &
+	holdpid=$!
+	until [ -s "$work/hold.out" ]; do
+		kill -0 "$holdpid" 2>/dev/null || break
+		sleep 0.1
+	done
+	sleep 1
+	awk '/^VmRSS/ {printf "%.1f\n", $2 / 1024}' "/proc/$pid/status"
+	if ! wait "$holdpid"; then
+		echo "holding 256 connections to $url failed" >&2
+		exit 1
+	fi
+}
+side_quiet=$(rss_quiet "$(cat "$work/side.pid")" "$side")
+plain_quiet=$(rss_quiet "$(cat "$work/plain.pid")" "$plain")
+printf 'memory with 256 open connections, quiet after a negotiate each: sidecar RSS %s MiB, plain Go %s MiB, ratio %s\n' \
+	"$side_quiet" "$plain_quiet" "$(ratio "$side_quiet" "$plain_quiet")"
 rss() {
 	local pid=$1 url=$2 rss hwm
 	BENCH_TOKENS="$work/tokens-1.txt" wrk -t1 -c256 -d"$duration" -s test/bench/request.lua "$url/api/negotiate" >/dev/null &

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hmac"
@@ -37,7 +38,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: benchtool app|plainproxy|mint|freeport [flags]")
+		return errors.New("usage: benchtool app|plainproxy|mint|freeport|hold [flags]")
 	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	switch args[0] {
@@ -77,6 +78,15 @@ func run(args []string) error {
 			return err
 		}
 		return mint(*jwks, *tokens, *n, *issuer, *audience)
+	case "hold":
+		target := fs.String("url", "", "the negotiate URL")
+		tokens := fs.String("tokens", "", "file whose first line is the caller token")
+		n := fs.Int("n", 256, "how many connections")
+		hold := fs.Duration("for", 5*time.Second, "how long to hold them after each has negotiated")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return holdConnections(*target, *tokens, *n, *hold)
 	}
 	return fmt.Errorf("unknown command %q", args[0])
 }
@@ -156,4 +166,47 @@ func mint(jwksPath, tokensPath string, n int, issuer, audience string) error {
 		out.WriteString(s + "\n")
 	}
 	return os.WriteFile(tokensPath, []byte(out.String()), 0o600)
+}
+
+// holdConnections opens n keep-alive connections to target, negotiates once
+// on each, prints "held" and keeps them open and quiet for a while: the
+// memory of a proxy that many clients stay connected to.
+func holdConnections(target, tokensPath string, n int, hold time.Duration) error {
+	u, err := url.Parse(target)
+	if err != nil {
+		return err
+	}
+	tokens, err := os.ReadFile(tokensPath)
+	if err != nil {
+		return err
+	}
+	tok, _, _ := strings.Cut(string(tokens), "\n")
+	req := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n\r\n", u.RequestURI(), u.Host, tok)
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
+		if _, err := io.WriteString(c, req); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("negotiate answered %s", resp.Status)
+		}
+	}
+	fmt.Println("held", n)
+	time.Sleep(hold)
+	return nil
 }
