@@ -172,13 +172,13 @@ func (c *appConn) exchange(r *http.Request) (*http.Response, error) {
 			}
 			return nil, fmt.Errorf("reading the answer: %w", err)
 		}
-		// 1xx answers come before the real one; 101 would hand the
-		// connection over to another protocol, which a negotiate never
-		// asks for. http.Transport allows five interim answers too.
+		// 1xx answers come before the real one, five at most, as
+		// http.Transport allows; 101 would hand the connection over to
+		// another protocol, which a negotiate never asks for.
 		if resp.StatusCode >= 200 || resp.StatusCode < 100 {
 			return resp, nil
 		}
-		if resp.StatusCode == http.StatusSwitchingProtocols || interim == 4 {
+		if resp.StatusCode == http.StatusSwitchingProtocols || interim == 5 {
 			return nil, fmt.Errorf("reading the answer: unexpected %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 		}
 	}

@@ -82,7 +82,7 @@ func FuzzExchange(f *testing.F) {
 // leaves the connection open, interim answers included.
 func framed(reply string, req *http.Request) bool {
 	br := bufio.NewReader(strings.NewReader(reply))
-	for range 5 {
+	for range 6 { // five interim answers, then the answer
 		resp, err := http.ReadResponse(br, req)
 		if err != nil || resp.StatusCode == http.StatusSwitchingProtocols {
 			return false

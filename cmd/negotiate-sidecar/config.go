@@ -85,8 +85,9 @@ type tokenSettings struct {
 // keep-alive connections are closed to make room when the limit is reached,
 // so in practice it counts busy connections, and 2048 requests at once are
 // far more than a Functions host answers. The proxy keeps as many idle
-// connections to the app (proxy.NewTransport), for 90 seconds after a peak,
-// so the memory of a peak stays that long.
+// connections to the app for negotiates and as many for other routes
+// (proxy.NewTransport), for 90 seconds after a peak, so the memory of a peak
+// stays that long.
 //
 // The default token cache of 4096 holds the tokens of a few thousand active
 // callers in at most 8 MiB (auth.EntryBudget each); the default shutdown
@@ -150,7 +151,7 @@ func serverDeclarations() []cli.Setting[settings] {
 			Help:  "How long the app may take to answer a negotiate (100ms to 10m); past it the caller gets 504. With Web PubSub and Microsoft Entra ID it bounds the app's answer and the sidecar's request for the caller's token together (502, `issue`, when that request runs out). It also bounds how long a caller may take to send a negotiate's body (408 past it). Other routes are not bounded.",
 			Value: cli.Duration(top(func(s *settings) *time.Duration { return &s.NegotiateTimeout }), cli.Between(100*time.Millisecond, 10*time.Minute))},
 		{Flag: "max-connections", Key: "max_connections", Default: strconv.Itoa(defaultMaxConnections),
-			Help:  "Most client connections the proxy holds open at once (1 to 1048576). When all are taken, idle keep-alive connections are closed to make room and new connections wait until one closes. As many idle connections to the app are kept, for 90 seconds after a peak.",
+			Help:  "Most client connections the proxy holds open at once (1 to 1048576). When all are taken, idle keep-alive connections are closed to make room and new connections wait until one closes. As many idle connections to the app are kept for negotiates, and as many for other routes, for 90 seconds after a peak.",
 			Value: cli.Int(top(func(s *settings) *int { return &s.MaxConnections }), cli.Between(1, 1<<20))},
 		{Flag: "log-level", Key: "log_level", Default: "info",
 			Help:  "`debug`, `info`, `warn` or `error`. Applied on reload.",
