@@ -3,9 +3,11 @@
 # with a tuned transport) and nginx, all in front of the same stand-in app, with
 # one load generator (wrk), in one run, on 127.0.0.1 only. It prints requests a
 # second for each workload and the sidecar's ratios to the baselines: ratios,
-# because absolute figures on a shared machine mean little. Then the latency
-# each proxy adds at one connection, and the memory of the sidecar and of the
-# plain proxy with 256 connections.
+# because absolute figures on a shared machine mean little; and the ratio of
+# the CPU time the sidecar and the plain proxy spent a request, which the
+# machine's other work moves less. Then the latency each proxy adds at one
+# connection, and the memory of the sidecar and of the plain proxy with 256
+# connections, quiet and busy.
 #
 #   bash test/bench/run.sh              # 5 s a measurement, 3 rounds, 32 connections
 #   DURATION=10s ROUNDS=5 CONNECTIONS=64 bash test/bench/run.sh
@@ -127,9 +129,20 @@ else
 fi
 wait_http "$plain/"
 
-# once URL TOKENS: requests a second in one wrk run.
+# once URL TOKENS [PID]: requests a second in one wrk run and, given the
+# proxy's process, the CPU time it spent a request, in microseconds (user
+# and system, from /proc; "-" without a PID).
+hz=$(getconf CLK_TCK)
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 once() {
-	BENCH_TOKENS=$2 wrk -t1 -c"$conns" -d"$duration" -s test/bench/request.lua "$1" | awk '/^Requests\/sec:/ {print $2}'
+	local out t0=0 t1=0
+	[ -n "${3:-}" ] && t0=$(ticks "$3")
+	out=$(BENCH_TOKENS=$2 wrk -t1 -c"$conns" -d"$duration" -s test/bench/request.lua "$1")
+	[ -n "${3:-}" ] && t1=$(ticks "$3")
+	awk -v pid="${3:-}" -v t="$((t1 - t0))" -v hz="$hz" '
+		/^Requests\/sec:/ { rps = $2 }
+		/ requests in / { n = $1 }
+		END { if (pid != "" && n > 0) printf "%s %.1f\n", rps, t / hz * 1e6 / n; else print rps, "-" }' <<<"$out"
 }
 # median NUMBERS...: the middle one (the mean of the two middle ones).
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
@@ -143,19 +156,21 @@ for target in "$plain" "$ngx" "$side" "$nocache"; do
 	BENCH_TOKENS="$work/tokens-2000.txt" wrk -t1 -c"$conns" -d2s -s test/bench/request.lua "$target/api/negotiate" >/dev/null
 done
 
-printf '%-44s %12s %12s %12s %10s %10s\n' workload "plain Go" nginx sidecar "/plain Go" "/nginx"
-# measure LABEL PATH TOKENS TARGET: $rounds rounds in which the proxies take
-# turns, so that a change in the machine's load falls on all of them alike.
-# Each round gives the sidecar's ratio to the others measured beside it; the
-# median of those ratios is printed, with the median requests a second.
+printf '%-44s %12s %12s %12s %10s %10s %12s\n' workload "plain Go" nginx sidecar "/plain Go" "/nginx" "CPU/plain"
+# measure LABEL PATH TOKENS TARGET PID: $rounds rounds in which the proxies
+# take turns, so that a change in the machine's load falls on all of them
+# alike. Each round gives the sidecar's ratio to the others measured beside
+# it; the median of those ratios is printed, with the median requests a
+# second, and the median ratio of the CPU time the sidecar (at PID) spent a
+# request to the plain proxy's: under 1, it spent less.
 measure() {
-	local label=$1 path=$2 tokens=$3 target=$4
-	local ps=() ns=() ss=() rp=() rn=() p n s ngx_rps=- ngx_ratio=-
+	local label=$1 path=$2 tokens=$3 target=$4 pid=$5
+	local ps=() ns=() ss=() rp=() rn=() rc=() p pc n s sc ngx_rps=- ngx_ratio=-
 	for _ in $(seq "$rounds"); do
-		p=$(once "$plain$path" "$tokens")
-		[ -n "$ngx" ] && n=$(once "$ngx$path" "$tokens")
-		s=$(once "$target$path" "$tokens")
-		ps+=("$p") ss+=("$s") rp+=("$(ratio "$s" "$p")")
+		read -r p pc < <(once "$plain$path" "$tokens" "$plain_pid")
+		[ -n "$ngx" ] && read -r n _ < <(once "$ngx$path" "$tokens")
+		read -r s sc < <(once "$target$path" "$tokens" "$pid")
+		ps+=("$p") ss+=("$s") rp+=("$(ratio "$s" "$p")") rc+=("$(ratio "$sc" "$pc")")
 		if [ -n "$ngx" ]; then
 			ns+=("$n") rn+=("$(ratio "$s" "$n")")
 		fi
@@ -163,13 +178,16 @@ measure() {
 	if [ -n "$ngx" ]; then
 		ngx_rps=$(printf '%.0f' "$(median "${ns[@]}")") ngx_ratio=$(printf '%.2f' "$(median "${rn[@]}")")
 	fi
-	printf '%-44s %12.0f %12s %12.0f %10.2f %10s\n' "$label" "$(median "${ps[@]}")" "$ngx_rps" "$(median "${ss[@]}")" "$(median "${rp[@]}")" "$ngx_ratio"
+	printf '%-44s %12.0f %12s %12.0f %10.2f %10s %12.2f\n' "$label" "$(median "${ps[@]}")" "$ngx_rps" "$(median "${ss[@]}")" "$(median "${rp[@]}")" "$ngx_ratio" "$(median "${rc[@]}")"
 }
-measure "negotiate, one caller token repeated" /api/negotiate "$work/tokens-1.txt" "$side"
-measure "negotiate, 2,000 caller tokens in rotation" /api/negotiate "$work/tokens-2000.txt" "$side"
-measure "  the same, token cache off" /api/negotiate "$work/tokens-2000.txt" "$nocache"
-measure "another route, with a bearer token" /api/other "$work/tokens-1.txt" "$side"
-measure "another route, without a token" /api/other "$work/tokens-0.txt" "$side"
+plain_pid=$(cat "$work/plain.pid")
+side_pid=$(cat "$work/side.pid")
+nocache_pid=$(cat "$work/nocache.pid")
+measure "negotiate, one caller token repeated" /api/negotiate "$work/tokens-1.txt" "$side" "$side_pid"
+measure "negotiate, 2,000 caller tokens in rotation" /api/negotiate "$work/tokens-2000.txt" "$side" "$side_pid"
+measure "  the same, token cache off" /api/negotiate "$work/tokens-2000.txt" "$nocache" "$nocache_pid"
+measure "another route, with a bearer token" /api/other "$work/tokens-1.txt" "$side" "$side_pid"
+measure "another route, without a token" /api/other "$work/tokens-0.txt" "$side" "$side_pid"
 
 # Added latency: the median at one connection, through each proxy, less the
 # median straight to the app.
@@ -212,8 +230,8 @@ rss_quiet() {
 		exit 1
 	fi
 }
-side_quiet=$(rss_quiet "$(cat "$work/side.pid")" "$side")
-plain_quiet=$(rss_quiet "$(cat "$work/plain.pid")" "$plain")
+side_quiet=$(rss_quiet "$side_pid" "$side")
+plain_quiet=$(rss_quiet "$plain_pid" "$plain")
 printf 'memory with 256 open connections, quiet after a negotiate each: sidecar RSS %s MiB, plain Go %s MiB, ratio %s\n' \
 	"$side_quiet" "$plain_quiet" "$(ratio "$side_quiet" "$plain_quiet")"
 rss() {
@@ -226,7 +244,7 @@ rss() {
 	hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
 	awk -v r="$rss" -v h="$hwm" 'BEGIN {printf "%.1f %.1f\n", r / 1024, h / 1024}'
 }
-read -r side_rss side_hwm < <(rss "$(cat "$work/side.pid")" "$side")
-read -r plain_rss plain_hwm < <(rss "$(cat "$work/plain.pid")" "$plain")
+read -r side_rss side_hwm < <(rss "$side_pid" "$side")
+read -r plain_rss plain_hwm < <(rss "$plain_pid" "$plain")
 printf 'memory with 256 connections negotiating: sidecar RSS %s MiB (peak %s), plain Go %s MiB (peak %s), ratio %s\n' \
 	"$side_rss" "$side_hwm" "$plain_rss" "$plain_hwm" "$(ratio "$side_rss" "$plain_rss")"
