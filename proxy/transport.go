@@ -115,7 +115,7 @@ func (t *Transport) exchange(r *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		resp, err = t.exchangeOn(ctx, &appConn{Conn: nc, pool: &t.conns, readLimit: -1}, r)
+		resp, err = t.exchangeOn(ctx, t.conns.newConn(nc, addr), r)
 	}
 	return resp, err
 }
@@ -243,6 +243,7 @@ type connPool struct {
 type appConn struct {
 	net.Conn
 	pool      *connPool
+	addr      string // dialled
 	br        *bufio.Reader // during an exchange
 	reused    bool
 	idleSince time.Time
@@ -309,8 +310,10 @@ func (p *connPool) get(ctx context.Context, addr string) (*appConn, error) {
 		if c == nil {
 			break
 		}
-		// Looked at outside the lock: it is a system call.
-		if time.Since(c.idleSince) < p.idleTimeout && open(c.Conn) {
+		// The app's address changes with a reload of the configuration;
+		// the pool outlives it. The look at the socket is a system call,
+		// made outside the lock.
+		if c.addr == addr && time.Since(c.idleSince) < p.idleTimeout && open(c.Conn) {
 			c.reused, c.nread = true, 0
 			return c, nil
 		}
@@ -320,7 +323,11 @@ func (p *connPool) get(ctx context.Context, addr string) (*appConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &appConn{Conn: nc, pool: p, readLimit: -1}, nil
+	return p.newConn(nc, addr), nil
+}
+
+func (p *connPool) newConn(nc net.Conn, addr string) *appConn {
+	return &appConn{Conn: nc, pool: p, addr: addr, readLimit: -1}
 }
 
 // pop takes the most recently used idle connection, nil when there is none.

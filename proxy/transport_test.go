@@ -527,3 +527,21 @@ func TestThePoolClosesWhatItCannotKeep(t *testing.T) {
 		t.Errorf("after the sweep: %d idle, sweep armed %v", len(p.idle), p.sweep != nil)
 	}
 }
+
+// A reload of the configuration may point the sidecar at another address
+// while the Transport, and its idle connections, stay.
+func TestAConnectionServesOnlyItsAddress(t *testing.T) {
+	before := newRawApp(t, keepAnswering)
+	after := newRawApp(t, keepAnswering)
+	shared := NewTransport(0)
+	for _, app := range []*rawApp{before, after} {
+		h := newHarness(t, nil, func(c *Config) {
+			c.Upstream = app.url
+			c.Transport = shared
+		})
+		h.wantNegotiated(t, "")
+		if conns, requests := app.counts(); conns != 1 || requests != 1 {
+			t.Errorf("%s saw %d connections and %d requests, want 1 and 1", app.url.Host, conns, requests)
+		}
+	}
+}
