@@ -115,7 +115,7 @@ func (t *Transport) exchange(r *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		resp, err = t.exchangeOn(ctx, t.conns.newConn(nc, addr), r)
+		return t.exchangeOn(ctx, t.conns.newConn(nc, addr), r)
 	}
 	return resp, err
 }
@@ -243,7 +243,7 @@ type connPool struct {
 type appConn struct {
 	net.Conn
 	pool      *connPool
-	addr      string // dialled
+	addr      string        // dialled
 	br        *bufio.Reader // during an exchange
 	reused    bool
 	idleSince time.Time
