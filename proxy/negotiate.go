@@ -417,6 +417,10 @@ func (h *Handler) roundTrip(ctx context.Context, w http.ResponseWriter, r *http.
 	if err != nil {
 		return nil, nil, h.upstreamFailed(w, r, ctx, err, OutcomeUpstreamUnreachable, "")
 	}
+	if err := checkStatus(resp); err != nil {
+		resp.Body.Close()
+		return nil, nil, h.upstreamFailed(w, r, ctx, err, OutcomeRewriteFailed, ReasonUnreadable)
+	}
 	body, err := readBody(resp, h.cfg.MaxBodyBytes)
 	if err != nil {
 		reason := ReasonUnreadable

@@ -153,7 +153,7 @@ func New(cfg Config) (*Handler, error) {
 			// The caller already has our request id; one from the app would
 			// be a second, conflicting value.
 			resp.Header.Del(headerRequestID)
-			return nil
+			return checkStatus(resp)
 		},
 		ErrorHandler: h.proxyError,
 		ErrorLog:     zap.NewStdLog(cfg.Logger.Named("reverseproxy")),
@@ -215,6 +215,15 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	h.log.Warn("upstream request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
 	writeProblem(w, r, http.StatusBadGateway, "Bad gateway", "The app did not answer.")
+}
+
+// checkStatus refuses an answer whose status is not HTTP's: net/http reads
+// any three digits, and writing one under 100 back to the caller panics.
+func checkStatus(resp *http.Response) error {
+	if resp.StatusCode < 100 || resp.StatusCode > 599 {
+		return fmt.Errorf("the app answered with status %d, outside 100 to 599", resp.StatusCode)
+	}
+	return nil
 }
 
 // timedTransport observes the upstream latency of pass-through requests, up

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // DefaultMaxIdleConns is how many idle connections to the app NewTransport
@@ -98,6 +100,9 @@ func (t *Transport) CloseIdleConnections() {
 // negotiate's POST too: the app closed without answering, and a negotiate
 // only hands out a connection's URL and token.
 func (t *Transport) exchange(r *http.Request) (*http.Response, error) {
+	if err := checkHeader(r.Header); err != nil {
+		return nil, err
+	}
 	ctx := r.Context()
 	addr := hostPort(r.URL)
 	c, err := t.conns.get(ctx, addr)
@@ -113,11 +118,41 @@ func (t *Transport) exchange(r *http.Request) (*http.Response, error) {
 		}
 		nc, err := t.conns.dial(ctx, "tcp", addr)
 		if err != nil {
-			return nil, err
+			return nil, dialFailed(ctx, err)
 		}
 		return t.exchangeOn(ctx, t.conns.newConn(nc, addr), r)
 	}
 	return resp, err
+}
+
+// checkHeader refuses what http.Transport refuses to send: a header whose
+// name or value is not valid HTTP, such as a claim with a control character
+// carried in an identity header. Request.Write would send it, newlines made
+// spaces.
+func checkHeader(h http.Header) error {
+	for k, vv := range h {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("invalid header field name %q", k)
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("invalid header field value for %q", k)
+			}
+		}
+	}
+	return nil
+}
+
+// dialFailed is err, joined with the context's cause when the dial ran into
+// the context's deadline: the dialer keeps that deadline by its own clock
+// and may give up a moment before the context is done, and a caller told
+// "i/o timeout" would not know that its time ran out (504, not 502).
+func dialFailed(ctx context.Context, err error) error {
+	if deadline, ok := ctx.Deadline(); ok && !time.Now().Before(deadline) {
+		<-ctx.Done()
+		return errors.Join(context.Cause(ctx), err)
+	}
+	return err
 }
 
 // hostPort is the address to dial for u, with the scheme's port when u
@@ -321,7 +356,7 @@ func (p *connPool) get(ctx context.Context, addr string) (*appConn, error) {
 	}
 	nc, err := p.dial(ctx, "tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, dialFailed(ctx, err)
 	}
 	return p.newConn(nc, addr), nil
 }
