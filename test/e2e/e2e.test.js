@@ -253,7 +253,30 @@ e2e("5. the sidecar re-signs the app's token with the AccessKey, changing only a
   }
 });
 
-e2e("6. the sidecar exits 0 on SIGTERM and never logged a secret", async () => {
+e2e("6. an app that closes idle connections soon still answers every negotiate", async () => {
+  // The sidecar keeps its connections to the app for longer than the app
+  // may: here the app closes each one 50 ms after answering on it. Every
+  // negotiate must succeed, on whichever connection is still open or on a
+  // new one, until the app has had to open two new connections.
+  functions.state.closeIdleAfterMs = 50;
+  const connectionsBefore = functions.state.connections;
+  try {
+    for (let i = 0; i < 8 && functions.state.connections - connectionsBefore < 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const user = `idle-${i}`;
+      const seenBefore = functions.state.requests.length;
+      const jwt = mintUserJwt({ sub: user });
+      const uid = await connectAndWhoami(proxyUrl("/api"), { accessTokenFactory: () => jwt });
+      assert.equal(uid, user, "user id the service saw");
+      assert.equal(functions.state.requests.length - seenBefore, 1, "the app got the negotiate once");
+    }
+  } finally {
+    functions.state.closeIdleAfterMs = undefined;
+  }
+  assert.ok(functions.state.connections - connectionsBefore >= 2, "the app opened two new connections");
+});
+
+e2e("7. the sidecar exits 0 on SIGTERM and never logged a secret", async () => {
   for (const { accessToken } of functions.state.issued) {
     if (!secrets.has(accessToken)) secrets.set(accessToken, "a service token from the app");
   }

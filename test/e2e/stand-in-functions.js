@@ -70,6 +70,12 @@ export async function startFunctionsStandIn({ serviceEndpoint, accessKey, identi
     temporaryKey,
     // Every request: { method, url, headers } (header names lowercased by Node).
     requests: [],
+    // How many connections the app has accepted.
+    connections: 0,
+    // When set, the app closes each connection this many milliseconds
+    // after answering on it, as Node.js closes one left idle for its
+    // keepAliveTimeout (5 s by default).
+    closeIdleAfterMs: undefined,
     // Every token handed out: { hub, url, accessToken }.
     issued: [],
     // Replaceable by a test to imitate an app with a different binding.
@@ -84,6 +90,10 @@ export async function startFunctionsStandIn({ serviceEndpoint, accessKey, identi
 
   const server = http.createServer((req, res) => {
     state.requests.push({ method: req.method, url: req.url, headers: { ...req.headers } });
+    if (state.closeIdleAfterMs !== undefined) {
+      const { socket } = req;
+      res.on("finish", () => setTimeout(() => socket.destroy(), state.closeIdleAfterMs));
+    }
     req.resume();
     const { pathname } = new URL(req.url, "http://127.0.0.1");
     const match = /^\/api(?:\/([^/]+))?\/negotiate$/.exec(pathname);
@@ -103,6 +113,7 @@ export async function startFunctionsStandIn({ serviceEndpoint, accessKey, identi
     res.end(JSON.stringify({ url, accessToken }));
   });
 
+  server.on("connection", () => state.connections++);
   await new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(0, "127.0.0.1", resolve);
