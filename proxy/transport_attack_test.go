@@ -5,29 +5,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 )
-
-// negotiateStatus sends a negotiate with body and returns the status, or 0
-// and the error when the sidecar dropped the connection without an answer
-// (as http.Server does after a handler panicked).
-func (h *harness) negotiateStatus(t *testing.T, body string) (int, string, error) {
-	t.Helper()
-	req, err := http.NewRequest("POST", h.front.URL+"/api/negotiate", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+h.mint(t, nil))
-	resp, err := h.front.Client().Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), nil
-}
 
 // When the second try fails too, the caller gets a clean 502, not a
 // connection cut by a panic in the handler.
