@@ -126,9 +126,10 @@ func (t *Transport) exchange(r *http.Request) (*http.Response, error) {
 }
 
 // checkHeader refuses what http.Transport refuses to send: a header whose
-// name or value is not valid HTTP, such as a claim with a control character
-// carried in an identity header. Request.Write would send it, newlines made
-// spaces.
+// name or value is not valid HTTP, which Request.Write would send with its
+// newlines made spaces. The identity headers are made safe before this (a
+// claim with a control character is not used); the check keeps the two ways
+// to the app alike whatever a later change sets.
 func checkHeader(h http.Header) error {
 	for k, vv := range h {
 		if !httpguts.ValidHeaderFieldName(k) {
