@@ -78,6 +78,9 @@ type Config struct {
 	// it the caller gets 408. Default NegotiateTimeout.
 	RequestTimeout time.Duration
 	// Transport carries requests to the upstream. Default: NewTransport(0).
+	// A *Transport carries a negotiate to a plain-HTTP upstream on
+	// connections of its own (see Transport); any other RoundTripper
+	// carries every request.
 	Transport http.RoundTripper
 	// Logger receives one line per negotiate request and upstream errors.
 	// Tokens, keys and the Authorization header are never logged. Default: no logs.
