@@ -109,7 +109,7 @@ func (t *Transport) exchange(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := t.exchangeOn(ctx, c, r)
+	resp, err := c.roundTrip(ctx, r)
 	if err != nil && c.reused && c.nread == 0 && ctx.Err() == nil && (r.Body == nil || r.GetBody != nil) {
 		if r.Body != nil {
 			if r.Body, err = r.GetBody(); err != nil {
@@ -120,7 +120,7 @@ func (t *Transport) exchange(r *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, dialFailed(ctx, err)
 		}
-		return t.exchangeOn(ctx, t.conns.newConn(nc, addr), r)
+		return t.conns.newConn(nc, addr).roundTrip(ctx, r)
 	}
 	return resp, err
 }
@@ -169,12 +169,12 @@ func hostPort(u *url.URL) string {
 	return net.JoinHostPort(u.Hostname(), port)
 }
 
-// exchangeOn sends r on c and reads the answer's head. On failure c is
-// closed; otherwise the answer's body owns it.
-func (t *Transport) exchangeOn(ctx context.Context, c *appConn, r *http.Request) (*http.Response, error) {
+// roundTrip sends r on c and reads the answer's head, within ctx. On
+// failure c is closed; otherwise the answer's body owns it.
+func (c *appConn) roundTrip(ctx context.Context, r *http.Request) (*http.Response, error) {
 	// Ending the context ends any read or write in progress at once.
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
-	resp, err := c.exchange(r)
+	resp, err := c.writeAndReadHead(r)
 	if err != nil {
 		if !stop() {
 			err = errors.Join(context.Cause(ctx), err)
@@ -186,8 +186,8 @@ func (t *Transport) exchangeOn(ctx context.Context, c *appConn, r *http.Request)
 	return resp, nil
 }
 
-// exchange writes r on c and reads the answer's head.
-func (c *appConn) exchange(r *http.Request) (*http.Response, error) {
+// writeAndReadHead writes r on c and reads the answer's head.
+func (c *appConn) writeAndReadHead(r *http.Request) (*http.Response, error) {
 	bw := c.pool.writer(c.Conn)
 	err := r.Write(bw)
 	if err == nil {
